@@ -1,0 +1,98 @@
+"""Entry point: ``advlab``. Every user-fixable error becomes one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from advlab.errors import AdvlabError
+
+app = typer.Typer(
+    name="advlab",
+    help=(
+        "advlab: a laboratory for the adversarial robustness of classifiers and LLMs.\n\n"
+        "Attack models, train them to resist, update them without losing robustness, poison their "
+        "training data, and look at the loss landscape around adversarial examples. Every job writes "
+        "a run directory (--out) with manifest.json, config.yaml, results.jsonl, metrics.json and a "
+        "report; re-running the same command resumes it.\n\n"
+        "Start with:  advlab demo --out runs/demo"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+GROUPS = {
+    "zoo": "Build the embedded default models (the safety-gym chat model).",
+    "attack": "Attack a chat LLM (embedding, GCG, AutoDAN, PAIR) or an image classifier (FGSM, PGD, APGD).",
+    "eval": "Measure a chat LLM: refusal on harmful requests, task utility, over-refusal on harmless ones.",
+    "train": "Train robust models: classifiers (standard, PGD-AT, TRADES), LLMs (CAT, CAPO, R2D2).",
+    "update": "Update a classifier without losing robustness (RCAT, PCT, PCT-AT, adversarial fine-tuning).",
+    "analyze": "Loss-landscape analysis: relative flatness, Hessian spectra, the uncanny-valley experiment.",
+    "poison": "Backdoor poisoning of instruction tuning: trigger learning, poisoned sets, tuning, evaluation.",
+    "reproduce": "One recipe per paper, writing its table and figures.",
+}
+
+# (group, command name) -> "module:function"; modules are imported lazily so --help stays fast.
+COMMANDS: dict[tuple[str | None, str], str] = {
+    ("zoo", "build"): "advlab.cli.zoo:build",
+    ("eval", "llm"): "advlab.cli.eval_llm:eval_llm",
+    ("attack", "llm"): "advlab.cli.attack_llm:attack_llm",
+    ("attack", "classifier"): "advlab.cli.attack_classifier:attack_classifier",
+    ("train", "classifier"): "advlab.cli.train_classifier:train_classifier",
+    ("update", "classifier"): "advlab.cli.update:update_classifier",
+    (None, "check-update"): "advlab.cli.update:check_update",
+    ("analyze", "flatness"): "advlab.cli.analyze:flatness",
+    ("analyze", "valley"): "advlab.cli.analyze:valley",
+    ("analyze", "hessian"): "advlab.cli.analyze:hessian",
+    ("reproduce", "valley"): "advlab.cli.analyze:reproduce_valley",
+    ("reproduce", "rcat"): "advlab.cli.update:reproduce_rcat",
+    (None, "report"): "advlab.cli.report:report",
+    (None, "demo"): "advlab.cli.demo:demo",
+}
+
+_sub: dict[str, typer.Typer] = {}
+
+
+def _register() -> None:
+    for (group, name), target in COMMANDS.items():
+        module_name, func_name = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:  # the command group is not built yet
+                continue
+            raise
+        func = getattr(module, func_name, None)
+        if func is None:
+            continue
+        if group is None:
+            app.command(name)(func)
+        else:
+            if group not in _sub:
+                _sub[group] = typer.Typer(help=GROUPS[group], no_args_is_help=True)
+                app.add_typer(_sub[group], name=group)
+            _sub[group].command(name)(func)
+
+
+_register()
+
+
+def run() -> None:
+    """Console-script entry point."""
+    try:
+        app(standalone_mode=True)
+    except AdvlabError as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        print(f"advlab: error: {msg}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("advlab: interrupted; re-run the same command to resume", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    run()
