@@ -57,6 +57,11 @@ COMMANDS: dict[tuple[str | None, str], str] = {
 _sub: dict[str, typer.Typer] = {}
 
 
+@app.callback()
+def _root() -> None:
+    """advlab: a laboratory for the adversarial robustness of classifiers and LLMs."""
+
+
 def _register() -> None:
     for (group, name), target in COMMANDS.items():
         module_name, func_name = target.split(":")
