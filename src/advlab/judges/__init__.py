@@ -1,1 +1,61 @@
-"""advlab.judges"""
+"""Judges: refusal phrases, a HarmBench-style classifier, an LLM rating judge (PAIR).
+
+``get_judge(name, **kw)`` builds one by name. The registry is open: ``register_judge(name, factory)``
+adds a judge, and modules listed in ``_LAZY`` register themselves on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from advlab.errors import ConfigError
+from advlab.judges.base import Judge, Verdict
+
+JUDGES: dict[str, Callable[..., Any]] = {}
+# name -> "module:attribute" of a factory (class or function), imported when first asked for
+_LAZY: dict[str, str] = {
+    "refusal": "advlab.judges.refusal:RefusalJudge",
+    "harmbench": "advlab.judges:_harmbench",
+    "rating": "advlab.judges.rating:RatingJudge",
+}
+
+
+def register_judge(name: str, factory: Callable[..., Any]) -> None:
+    """Make ``get_judge(name, **kw)`` return ``factory(**kw)``."""
+    JUDGES[name] = factory
+
+
+def judge_names() -> list[str]:
+    return sorted(set(JUDGES) | set(_LAZY))
+
+
+def get_judge(name: str, **kw: Any) -> Any:
+    """A judge by name: ``refusal`` (phrase lists), ``harmbench`` (``model=DIR`` or ``model=, tokenizer=``),
+    ``rating`` (PAIR's 1-10 judge, see :mod:`advlab.judges.rating`)."""
+    if name not in JUDGES and name in _LAZY:
+        module, attr = _LAZY[name].split(":")
+        try:
+            JUDGES[name] = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"--judge {name}: not available in this install ({exc})") from exc
+    if name not in JUDGES:
+        raise ConfigError(f"--judge {name}: unknown judge; use one of {', '.join(judge_names())}")
+    try:
+        return JUDGES[name](**kw)
+    except TypeError as exc:
+        raise ConfigError(f"--judge {name}: bad options ({exc})") from exc
+
+
+def _harmbench(model: Any = None, tokenizer: Any = None, **kw: Any) -> Any:
+    from advlab.judges.harmbench import HarmBenchJudge
+
+    if model is None:
+        raise ConfigError("--judge harmbench needs a judge model; pass --judge-model DIR (Python: model=DIR)")
+    if tokenizer is None:
+        return HarmBenchJudge.from_pretrained(str(model), **kw)
+    return HarmBenchJudge(model, tokenizer, **kw)
+
+
+__all__ = ["JUDGES", "Judge", "Verdict", "get_judge", "judge_names", "register_judge"]

@@ -1,1 +1,34 @@
-"""advlab.training.classifier"""
+"""Classifier training: standard, PGD-AT (Madry et al. 2018) and TRADES (Zhang et al. 2019).
+
+The loop pieces (:func:`train_epoch`, :func:`iterate_batches`, :func:`evaluate_accuracy`) take any
+``loss_fn(model, x, y) -> scalar`` and are reused by robustness-congruent fine-tuning.
+"""
+
+from advlab.training.classifier.loop import (
+    TrainConfig,
+    evaluate_accuracy,
+    iterate_batches,
+    load_checkpoint,
+    make_optimizer,
+    run_training,
+    save_checkpoint,
+    train_epoch,
+)
+from advlab.training.classifier.pgd_at import pgd_at_loss
+from advlab.training.classifier.standard import standard_loss
+from advlab.training.classifier.trades import trades_adversary, trades_loss
+
+__all__ = [
+    "TrainConfig",
+    "evaluate_accuracy",
+    "iterate_batches",
+    "load_checkpoint",
+    "make_optimizer",
+    "pgd_at_loss",
+    "run_training",
+    "save_checkpoint",
+    "standard_loss",
+    "trades_adversary",
+    "trades_loss",
+    "train_epoch",
+]

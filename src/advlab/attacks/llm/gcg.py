@@ -1,0 +1,263 @@
+"""Greedy Coordinate Gradient (Zou et al. 2023, arXiv 2307.15043), nanoGCG-compatible options.
+
+Each step: (1) the token gradient ∇_E L of the loss w.r.t. the one-hot slot (summed over models,
+averaged over behaviours); (2) ``search_width`` candidates, each replacing ``n_replace`` slot
+tokens by one of the top-k tokens of −∇_E L; (3) drop candidates with disallowed tokens or that
+do not survive decode→encode in the full prompt; (4) exact loss of every surviving candidate —
+the shared prefix KV cache is computed once and expanded (a view) over the candidate batch, and
+only the target positions are projected to the vocabulary; (5) keep the best (candidate buffer).
+
+Universal: one slot for several behaviours (loss = mean over behaviours). Transfer: several
+models sharing one tokenizer (loss = sum over models). Early stop when greedy decoding reproduces
+the target (argmax at every target position, read off the loss pass for free) for every
+behaviour and model. Budget: every sequence pushed through a model counts one forward pass.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from advlab.attacks.llm.base import AttackBudget, LLMAttackResult
+from advlab.attacks.llm.common import (
+    AdaptiveChunker,
+    PrefixCache,
+    batch_target_loss,
+    compute_prefix_cache,
+    disallowed_token_mask,
+    embedding_matrix,
+    model_device,
+    target_logits,
+    target_loss_from_logits,
+    to_ids_tensor,
+)
+from advlab.attacks.llm.gcg_candidates import (
+    CandidateBuffer,
+    RetokenizationFilter,
+    allowed_rows,
+    one_hot_gradient,
+    sample_candidates,
+)
+from advlab.errors import ConfigError, require
+from advlab.models.segments import PromptSegments
+
+DEFAULT_INIT = " ".join(["x"] * 20)
+
+
+@dataclass
+class GCGConfig:
+    """GCG options (defaults as nanoGCG 0.3.0 / PAPERS.md §2)."""
+
+    steps: int = 250
+    search_width: int = 512
+    topk: int = 256
+    n_replace: int = 1
+    optim_str_init: str = DEFAULT_INIT
+    buffer_size: int = 0
+    use_mellowmax: bool = False
+    mellowmax_alpha: float = 1.0
+    allow_non_ascii: bool = False
+    allow_special: bool = False
+    filter_ids: bool = True
+    early_stop: bool = True
+    chunk_size: int | None = None  # candidates per forward; None = all at once (halved on OOM)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        require(self.steps >= 1, f"--steps {self.steps}: GCG needs at least 1 step; pass --steps 1 or more")
+        require(self.search_width >= 1, f"--search-width {self.search_width}: must be at least 1 (default 512)")
+        require(self.topk >= 1, f"--topk {self.topk}: must be at least 1 (default 256)")
+        require(self.n_replace >= 1, f"--n-replace {self.n_replace}: must be at least 1 (default 1)")
+        require(self.buffer_size >= 0, f"buffer_size {self.buffer_size}: must be 0 or more")
+        require(self.mellowmax_alpha > 0, f"mellowmax_alpha {self.mellowmax_alpha}: must be positive")
+        require(self.chunk_size is None or self.chunk_size >= 1, "chunk_size must be at least 1 (or None)")
+        require(bool(self.optim_str_init.strip()), "the GCG initial string is empty; pass e.g. 'x x x x x'")
+
+    @property
+    def loss_kind(self) -> str:
+        return "mellowmax" if self.use_mellowmax else "ce"
+
+
+@dataclass
+class _Task:
+    """One (model, behaviour) pair with its cached prefix and fixed tensors."""
+
+    model: Any
+    segments: PromptSegments
+    prefix: PrefixCache | None
+    after: torch.Tensor
+    target: torch.Tensor
+    chunker: AdaptiveChunker = field(default_factory=AdaptiveChunker)
+
+
+def _validate(models: Sequence[Any], segments: Sequence[PromptSegments], tokenizer: Any, cfg: GCGConfig) -> None:
+    require(len(models) >= 1, "GCG needs at least one model")
+    require(len(segments) >= 1, "GCG needs at least one behaviour")
+    vocab = embedding_matrix(models[0]).shape[0]
+    for m in models[1:]:
+        require(
+            embedding_matrix(m).shape[0] == vocab,
+            "transfer GCG needs models that share one tokenizer and vocabulary size",
+        )
+    require(cfg.topk <= vocab, f"--topk {cfg.topk} exceeds the vocabulary size {vocab}; pass --topk {vocab} or less")
+    slot_len = len(segments[0].slot)
+    for s in segments:
+        require(len(s.target) > 0, "a behaviour has an empty target; give every behaviour a target string")
+        require(
+            len(s.slot) > 0,
+            f"the initial string {cfg.optim_str_init!r} tokenises to zero tokens; pass a non-empty --init string",
+        )
+        require(
+            len(s.slot) == slot_len,
+            "universal GCG needs the initial string to tokenise to the same length in every behaviour",
+        )
+    require(
+        cfg.n_replace <= slot_len,
+        f"--n-replace {cfg.n_replace} exceeds the {slot_len} slot tokens; pass --n-replace {slot_len} or less",
+    )
+
+
+def _slot_loss_fn(task: _Task, cfg: GCGConfig) -> Callable[[torch.Tensor], torch.Tensor]:
+    weight = embedding_matrix(task.model)
+
+    def fn(slot_embeds: torch.Tensor) -> torch.Tensor:
+        rest = weight[torch.cat([task.after, task.target])].detach().unsqueeze(0)
+        embeds = torch.cat([slot_embeds.to(weight.dtype), rest], dim=1)
+        logits = target_logits(task.model, task.target.shape[0], inputs_embeds=embeds, prefix=task.prefix)
+        return target_loss_from_logits(
+            logits, task.target, kind=cfg.loss_kind, mellowmax_alpha=cfg.mellowmax_alpha
+        ).sum()
+
+    return fn
+
+
+def run_gcg(
+    model: Any | Sequence[Any],
+    tokenizer: Any,
+    segments: PromptSegments | Sequence[PromptSegments],
+    config: GCGConfig | None = None,
+    *,
+    on_step: Callable[[int, float], None] | None = None,
+) -> LLMAttackResult:
+    """Optimise the slot of ``segments`` (one, or several for a universal suffix) against ``model``
+    (one, or several for transfer). Returns the best slot found and the budget spent."""
+    cfg = config or GCGConfig()
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
+    segs = list(segments) if isinstance(segments, (list, tuple)) else [segments]
+    _validate(models, segs, tokenizer, cfg)
+    t0 = time.perf_counter()
+    budget = AttackBudget()
+    gen = torch.Generator().manual_seed(cfg.seed)
+    vocab = embedding_matrix(models[0]).shape[0]
+    not_allowed = disallowed_token_mask(
+        tokenizer, vocab, allow_non_ascii=cfg.allow_non_ascii, allow_special=cfg.allow_special
+    )
+    require(
+        bool((~not_allowed).any()), "every token is disallowed; pass --allow-non-ascii or check the tokenizer",
+    )
+    tasks: list[_Task] = []
+    for m in models:
+        dev = model_device(m)
+        for s in segs:
+            tasks.append(
+                _Task(m, s, compute_prefix_cache(m, s.before), to_ids_tensor(s.after, dev),
+                      to_ids_tensor(s.target, dev), AdaptiveChunker(cfg.chunk_size))
+            )
+            budget.forward_passes += 1 if s.before else 0
+    filters = [RetokenizationFilter(tokenizer, s.before, s.after, s.slot) for s in segs] if cfg.filter_ids else []
+
+    def evaluate(cands: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        total = torch.zeros(cands.shape[0])
+        matched = torch.ones(cands.shape[0], dtype=torch.bool)
+        for t in tasks:
+            c = cands.to(model_device(t.model))
+            rows = torch.cat([c, t.after.expand(c.shape[0], -1), t.target.expand(c.shape[0], -1)], dim=1)
+            loss, match = batch_target_loss(
+                t.model, rows, t.target, prefix=t.prefix, kind=cfg.loss_kind,
+                mellowmax_alpha=cfg.mellowmax_alpha, chunker=t.chunker, return_matches=True,
+            )
+            total += loss.cpu() / len(segs)
+            matched &= match.cpu()
+            budget.forward_passes += int(c.shape[0])
+        return total, matched
+
+    current = torch.as_tensor(segs[0].slot, dtype=torch.long)
+    init_loss, init_match = evaluate(current.unsqueeze(0))
+    buffer = CandidateBuffer(cfg.buffer_size)
+    buffer.add(float(init_loss[0]), current)
+    best_loss, best_ids = float(init_loss[0]), current.clone()
+    history: list[float] = []
+    timing = {"gradient_s": 0.0, "sample_filter_s": 0.0, "candidate_loss_s": 0.0}
+    early = bool(init_match[0]) and cfg.early_stop
+    n_filtered_out = 0
+    step = 0
+    while not early and step < cfg.steps:
+        step += 1
+        ta = time.perf_counter()
+        grad = None
+        for t in tasks:
+            g = one_hot_gradient(t.model, current.to(model_device(t.model)), _slot_loss_fn(t, cfg))
+            g = g.float().cpu() / len(segs)
+            grad = g if grad is None else grad + g
+            budget.forward_passes += 1
+            budget.backward_passes += 1
+        tb = time.perf_counter()
+        cands = sample_candidates(
+            current, grad, search_width=cfg.search_width, topk=cfg.topk, n_replace=cfg.n_replace,
+            not_allowed=not_allowed, generator=gen,
+        )
+        keep = allowed_rows(cands, not_allowed)
+        for f in filters:
+            keep &= f(cands)
+        n_filtered_out += int((~keep).sum())
+        cands = cands[keep]
+        tc = time.perf_counter()
+        if cands.shape[0] == 0:  # nothing survived: keep the current slot this step
+            history.append(buffer.best_loss)
+            timing["gradient_s"] += tb - ta
+            timing["sample_filter_s"] += tc - tb
+            if on_step:
+                on_step(step, buffer.best_loss)
+            continue
+        losses, matches = evaluate(cands)
+        td = time.perf_counter()
+        i = int(torch.argmin(losses))
+        step_loss = float(losses[i])
+        buffer.add(step_loss, cands[i])
+        current = buffer.best_ids
+        history.append(step_loss)
+        if step_loss < best_loss:
+            best_loss, best_ids = step_loss, cands[i].clone()
+        timing["gradient_s"] += tb - ta
+        timing["sample_filter_s"] += tc - tb
+        timing["candidate_loss_s"] += td - tc
+        if on_step:
+            on_step(step, step_loss)
+        if cfg.early_stop and bool(matches[i]):
+            best_loss, best_ids = step_loss, cands[i].clone()
+            early = True
+    budget.steps = step
+    budget.seconds = time.perf_counter() - t0
+    best_list = best_ids.tolist()
+    prompts = [[*s.before, *best_list, *s.after] for s in segs]
+    return LLMAttackResult(
+        method="gcg",
+        best_loss=best_loss,
+        loss_history=history,
+        adv_string=tokenizer.decode(best_list, clean_up_tokenization_spaces=False),
+        adv_prompt_ids=prompts[0],
+        budget=budget,
+        early_stopped=early,
+        extra={
+            "adv_ids": best_list,
+            "prompt_ids_per_behavior": prompts,
+            "timing": timing,
+            "filtered_out": n_filtered_out,
+            "chunk_size": [t.chunker.chunk_size for t in tasks],
+            "init_loss": float(init_loss[0]),
+        },
+    )

@@ -1,0 +1,195 @@
+"""``advlab analyze {flatness,valley,hessian}`` and ``advlab reproduce valley`` (parsing and printing only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from advlab.cli.common import DeviceOpt, SeedOpt, argv, done, info, out_option
+
+ModelOpt = typer.Option(..., "--model", "-m", help="A classifier directory written by `advlab train classifier`.")
+DataOpt = typer.Option("digits", "--data", help="Image set the model was trained on (digits is built in).")
+SplitOpt = typer.Option("test", "--split", help="Data split to analyse: train, val or test.")
+LayerOpt = typer.Option(
+    None, "--layer", help="Module name of a linear layer (see model.named_modules()); default: the logits layer."
+)
+MethodOpt = typer.Option(
+    "exact", "--method",
+    help="Flatness computation: exact (closed form, logits layer only), hutchinson (any linear layer), "
+    "brute (full Hessian, tiny layers only).",
+)
+
+
+def flatness(
+    model: Path = ModelOpt,
+    layer: str = LayerOpt,
+    method: str = MethodOpt,
+    samples: int = typer.Option(64, "--samples", help="Hutchinson probes per example (method hutchinson)."),
+    data: str = DataOpt,
+    split: str = SplitOpt,
+    limit: int = typer.Option(None, "--limit", help="Analyse only the first N examples (default: all)."),
+    batch_size: int = typer.Option(256, "--batch-size", help="Examples per batch."),
+    seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    out: Path = out_option(),
+) -> None:
+    """Relative flatness κ (Petzka et al. 2021) of one linear layer at every example of a split.
+
+    Records per example: kappa, trace_variant (‖W‖²·Tr H), trace (Tr H), phi_sq (‖φ‖²), confidence.
+
+    Example: advlab analyze flatness --model runs/cnn --data digits --out runs/flat
+    """
+    from advlab.analysis.jobs import run_flatness_job
+    from advlab.utils import resolve_device
+
+    dev = resolve_device(device)
+    m = run_flatness_job(model, out, layer=layer, method=method, samples=samples, data=data, split=split,
+                         limit=limit, batch_size=batch_size, seed=seed, device=dev, argv=argv())
+    info(f"{m['examples']} examples, layer {m['layer']} ({m['method']}): mean κ {m['mean_kappa']:.4g}, "
+         f"mean Tr H {m['mean_trace']:.4g}, mean ‖φ‖² {m['mean_phi_sq']:.4g}")
+    done(out)
+
+
+def _valley_config(eps, step_size, steps, norm, random_start, layer, method, samples, n_examples, all_examples,
+                   batch_size):
+    from advlab.analysis.valley import ValleyConfig
+
+    return ValleyConfig(eps=eps, step_size=step_size, steps=steps, norm=norm.lower(), random_start=random_start,
+                        layer=layer, method=method, samples=samples, n_examples=n_examples,
+                        only_correct=not all_examples, batch_size=batch_size)
+
+
+EpsOpt = typer.Option(0.3, "--eps", help="Attack radius in the chosen norm (inputs are in [0, 1]).")
+StepOpt = typer.Option(0.01, "--step-size", help="Absolute attack step size α.")
+StepsOpt = typer.Option(
+    60, "--steps", help="Attack iterations; choose several times the steps needed to flip the label."
+)
+NormOpt = typer.Option("linf", "--norm", help="Threat model: linf (sign steps) or l2 (normalised gradient).")
+RandomStartOpt = typer.Option(False, "--random-start/--no-random-start",
+                              help="Start from a random point of the ball (the reference code does not).")
+NExamplesOpt = typer.Option(200, "--n-examples", help="Number of examples to attack (the first ones of the split).")
+AllOpt = typer.Option(False, "--all-examples",
+                      help="Also attack examples the model already misclassifies (default: correct ones only).")
+SamplesOpt = typer.Option(16, "--samples", help="Hutchinson probes per example and step (method hutchinson).")
+BatchOpt = typer.Option(100, "--batch-size", help="Examples attacked together.")
+
+
+def valley(
+    model: Path = ModelOpt,
+    data: str = DataOpt,
+    split: str = SplitOpt,
+    eps: float = EpsOpt,
+    step_size: float = StepOpt,
+    steps: int = StepsOpt,
+    norm: str = NormOpt,
+    random_start: bool = RandomStartOpt,
+    layer: str = LayerOpt,
+    method: str = MethodOpt,
+    samples: int = SamplesOpt,
+    n_examples: int = NExamplesOpt,
+    all_examples: bool = AllOpt,
+    batch_size: int = BatchOpt,
+    seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    out: Path = out_option(),
+) -> None:
+    """The uncanny-valley experiment (Walter et al. 2024): follow flatness along a PGD attack past the flip.
+
+    Records one line per example and step (id "EXAMPLE:STEP") with loss, margin, confidence, pred,
+    flatness (κ), trace_variant, trace, phi_sq, grad_norm, pert_norm, flipped and flip_step. Metrics say
+    whether κ rises before the flip and falls after it; figures align curves at each example's flip.
+
+    Example: advlab analyze valley --model runs/cnn --data digits --out runs/valley
+    """
+    from advlab.analysis.jobs import run_valley_job
+    from advlab.utils import resolve_device
+
+    cfg = _valley_config(eps, step_size, steps, norm, random_start, layer, method, samples, n_examples,
+                         all_examples, batch_size)
+    dev = resolve_device(device)
+    m = run_valley_job(model, out, cfg, data=data, split=split, seed=seed, device=dev, argv=argv())
+    _print_valley(m)
+    done(out)
+
+
+def _print_valley(m: dict) -> None:
+    info(f"{m['examples']} examples: {m['flipped']} flipped, {m['never_flipped']} never flipped, "
+         f"{m['initially_misclassified']} misclassified from the start")
+    if m.get("note"):
+        info(f"[yellow]{m['note']}[/yellow]")
+        return
+    f = m["flatness"]
+    info(f"median flip step {f['flip_step_median']:g}; κ at the flip / clean: {f['median_ratio_at_flip_over_clean']}"
+         f"; κ at the end / at the flip: {f['median_ratio_end_over_flip']}; "
+         f"rise-then-fall in {100 * f['fraction_rise_then_fall']:.0f} % of flipped examples")
+
+
+def hessian(
+    model: Path = ModelOpt,
+    layer: list[str] = typer.Option(
+        ["all"], "--layer",
+        help="Parameter group: a module name, several joined by '+', or 'all' (repeat for several groups).",
+    ),
+    samples: int = typer.Option(100, "--samples", help="Hutchinson probes for the trace."),
+    top_k: int = typer.Option(1, "--top-k", help="Number of top eigenvalues (power iteration; 0: none)."),
+    max_iter: int = typer.Option(100, "--max-iter", help="Power-iteration steps per eigenvalue at most."),
+    tol: float = typer.Option(1e-4, "--tol", help="Relative tolerance that stops the power iteration."),
+    data: str = DataOpt,
+    split: str = SplitOpt,
+    limit: int = typer.Option(500, "--limit", help="Examples in the mean loss (first N of the split)."),
+    seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    out: Path = out_option(),
+) -> None:
+    """Hessian trace (Hutchinson, with standard error) and top eigenvalues of the mean loss per parameter group.
+
+    Example: advlab analyze hessian --model runs/cnn --layer fc --layer all --out runs/hess
+    """
+    from advlab.analysis.jobs import run_hessian_job
+    from advlab.utils import resolve_device
+
+    dev = resolve_device(device)
+    m = run_hessian_job(model, out, layers=layer, samples=samples, top_k=top_k, max_iter=max_iter, tol=tol,
+                        data=data, split=split, limit=limit, seed=seed, device=dev, argv=argv())
+    for g, v in m.items():
+        if isinstance(v, dict):
+            info(f"{g}: {v['num_params']} parameters, Tr H {v['trace']:.4g} ± {v['trace_se']:.2g}, "
+                 f"top eigenvalue {v['top_eigenvalue']}")
+    done(out)
+
+
+def reproduce_valley(
+    epochs: int = typer.Option(20, "--epochs", help="Training epochs of each model (reused when done)."),
+    train_eps: float = typer.Option(0.1, "--train-eps", help="L∞ radius of PGD adversarial training."),
+    eps: float = EpsOpt,
+    step_size: float = StepOpt,
+    steps: int = StepsOpt,
+    norm: str = NormOpt,
+    n_examples: int = NExamplesOpt,
+    seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    out: Path = out_option("Directory for both models, both valley runs and the comparison (resumable)."),
+) -> None:
+    """Reproduce the uncanny valley on digits: a standard and a PGD-AT CNN, the valley on both, compared.
+
+    Example: advlab reproduce valley --out runs/valley-repro
+    """
+    from advlab.pipelines.valley import ReproduceValleyConfig
+    from advlab.pipelines.valley import reproduce_valley as run
+    from advlab.utils import resolve_device
+
+    cfg = ReproduceValleyConfig(
+        epochs=epochs, train_eps=train_eps,
+        valley=_valley_config(eps, step_size, steps, norm, False, None, "exact", 16, n_examples, False, 100),
+    )
+    dev = resolve_device(device)
+    m = run(out, cfg, seed=seed, device=dev, argv=argv())
+    comp = m["comparison"]
+    for key in ("val_clean_accuracy", "val_robust_accuracy", "flipped", "never_flipped",
+                "flatness.flip_step_median", "flatness.median_ratio_at_flip_over_clean",
+                "flatness.median_ratio_end_over_flip", "flatness.fraction_rise_then_fall"):
+        if key in comp:
+            info(f"{key}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                        for k, v in comp[key].items()))
+    done(out)

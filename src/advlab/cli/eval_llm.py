@@ -1,0 +1,81 @@
+"""``advlab eval llm``: refusal, utility and over-refusal of a chat model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from advlab.cli.common import DeviceOpt, SeedOpt, argv, done, info, out_option
+
+
+def eval_llm(
+    model: str = typer.Option(
+        ...,
+        "--model",
+        "-m",
+        help="A local Hugging Face model directory (safetensors) "
+        "or a hub id, e.g. the --out of 'advlab zoo build safety-gym'.",
+    ),
+    out: Path = out_option(),
+    behaviors: str = typer.Option(
+        "builtin:gym-harmful-test",
+        "--behaviors",
+        help="Harmful requests to measure refusal on: a behaviour "
+        "file (AdvBench / HarmBench / StrongREJECT / JSON) or builtin:NAME; 'none' skips them.",
+    ),
+    harmless: str = typer.Option(
+        "builtin:gym-harmless-test",
+        "--harmless",
+        help="Harmless requests to measure over-refusal on (file or builtin:NAME); 'none' skips them.",
+    ),
+    tasks: str = typer.Option(
+        "builtin:gym-tasks-test",
+        "--tasks",
+        help="Checkable tasks with exact answers to measure utility on; 'none' skips them.",
+    ),
+    limit: int = typer.Option(
+        None, "--limit", help="Evaluate only the first N items of each set (default: all)."
+    ),
+    max_new_tokens: int = typer.Option(48, "--max-new-tokens", help="Tokens generated per answer (greedy)."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Requests generated together."),
+    seed: int = SeedOpt,
+    device: str = DeviceOpt,
+) -> None:
+    """Measure a chat model: refusal on harmful requests, exact-match utility on small tasks and
+    over-refusal on harmless requests. Defaults are the safety gym's held-out built-in sets.
+
+    Writes results.jsonl (one record per request: kind, prompt, completion, judges; tasks also
+    expected and correct), metrics.json (refusal_rate, utility, over_refusal and counts), figures and
+    report.html into --out. Re-running the same command resumes.
+
+    Example:  advlab eval llm --model models/gym --out runs/eval-gym --limit 100
+    """
+    from advlab.pipelines.eval_llm import EvalLLMConfig, run_eval_llm
+
+    def spec(s: str | None) -> str | None:
+        return None if s is None or s.strip().lower() in ("", "none") else s
+
+    cfg = EvalLLMConfig(
+        model=model,
+        behaviors=spec(behaviors),
+        harmless=spec(harmless),
+        tasks=spec(tasks),
+        limit=limit,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    info(f"evaluating {model} into {out}")
+    metrics = run_eval_llm(cfg, out, device=device, argv=argv(), progress=True)
+
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:.1f}%"
+
+    info(
+        f"refusal {pct(metrics['refusal_rate'])} ({metrics['n_refused_harmful']}/{metrics['n_harmful']}), "
+        f"utility {pct(metrics['utility'])} ({metrics['n_correct_task']}/{metrics['n_task']}), "
+        f"over-refusal {pct(metrics['over_refusal'])} "
+        f"({metrics['n_refused_harmless']}/{metrics['n_harmless']})"
+    )
+    done(out)

@@ -1,0 +1,93 @@
+"""``advlab zoo build``: build an embedded default model (the safety-gym chat model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from advlab.cli.common import DeviceOpt, SeedOpt, done, info
+
+
+def build(
+    name: str = typer.Argument(..., help="Which model to build. Known: safety-gym."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Directory to write the model to (a Hugging Face directory; replaced if it "
+        "holds an earlier gym build).",
+        file_okay=False,
+        dir_okay=True,
+    ),
+    seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    quick: bool = typer.Option(
+        False,
+        "--quick",
+        help="The ~1 minute build (smaller model, fewer steps) used by tests; lower quality.",
+    ),
+    behaviors: list[str] = typer.Option(
+        None,
+        "--behaviors",
+        help="Extra harmful behaviours to train refusals on: a file (AdvBench / HarmBench / "
+        "StrongREJECT / JSON) or builtin:NAME. Repeatable.",
+    ),
+    harmless: list[str] = typer.Option(
+        None,
+        "--harmless",
+        help="Extra harmless instructions to train compliance on (e.g. refusal_direction "
+        "harmless_train.json). Repeatable.",
+    ),
+    exclude: list[str] = typer.Option(
+        None,
+        "--exclude",
+        help="Behaviour files whose requests must never be trained on (e.g. the HarmBench "
+        "test split you will evaluate on). Repeatable.",
+    ),
+    steps: int = typer.Option(
+        None, "--steps", help="Override the number of optimiser steps (default: 1200, or 350 with --quick)."
+    ),
+) -> None:
+    """Train an embedded model on this machine and save it as a normal Hugging Face directory.
+
+    safety-gym: a few-million-parameter Llama chat model with a byte-level BPE tokenizer, trained to
+    refuse harmful requests ("Sorry, I can't help with that."), solve small checkable tasks, and comply
+    with harmless requests starting "Sure, here is ...". The full build takes under ten minutes on two
+    CPU cores; how it was built (config, data sizes, time, held-out metrics) goes into gym_build.json.
+
+    Example:  advlab zoo build safety-gym --out models/gym --quick
+
+    Example:  advlab zoo build safety-gym --out models/gym --behaviors advbench_behaviors.csv
+    --harmless harmless_train.json --exclude harmbench_behaviors_text_test.csv
+    """
+    from dataclasses import replace
+
+    from advlab.errors import ConfigError
+    from advlab.models.zoo import KNOWN_MODELS, GymConfig, build_safety_gym, load_exclusions
+    from advlab.runs import check_out_path
+    from advlab.utils import resolve_device
+
+    if name not in KNOWN_MODELS:
+        raise ConfigError(f"unknown model '{name}'; known models: {', '.join(KNOWN_MODELS)}")
+    dev = resolve_device(device)
+    check_out_path(out)
+    cfg = GymConfig.quick_preset() if quick else GymConfig()
+    if steps is not None:
+        if steps < 1:
+            raise ConfigError(f"--steps {steps}: must be at least 1")
+        cfg = replace(cfg, steps=steps, warmup=min(cfg.warmup, steps))
+    excluded = load_exclusions(exclude or ())
+    info(f"building {name} ({'quick' if quick else 'full'}, seed {seed}) into {out}")
+    path = build_safety_gym(
+        out,
+        quick=quick,
+        seed=seed,
+        behaviors=behaviors or (),
+        harmless=harmless or (),
+        exclude=excluded,
+        config=cfg,
+        progress=True,
+        device=dev,
+    )
+    done(path, "model")

@@ -1,0 +1,141 @@
+"""Figures of model-update runs (jobs ``check-update``, ``update-classifier``, ``reproduce-rcat``).
+
+- ``flip_matrix.png``: how samples move between states from the old to the new model, each state being
+  *wrong*, *correct, not robust* or *robust* (correct and its own white-box attack fails). Cells above the
+  diagonal are improvements, cells below are regressions (negative flips, clean or robust).
+- ``flip_rates.png`` (update runs): NFR, RNFR and S-NFR against the old model for the new model and each
+  fine-tuned candidate; the recipe draws the same per pair.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+STATES = ("wrong", "correct,\nnot robust", "robust")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def flip_counts(records: list[dict[str, Any]]) -> list[list[int]]:
+    """3×3 counts [old state][new state], state = 0 wrong, 1 correct but not robust, 2 robust."""
+    counts = [[0, 0, 0] for _ in range(3)]
+    for r in records:
+        if "old_correct" not in r:
+            continue
+        o = 2 if r["old_robust"] else int(bool(r["old_correct"]))
+        n = 2 if r["new_robust"] else int(bool(r["new_correct"]))
+        counts[o][n] += 1
+    return counts
+
+
+def draw_flip_matrix(counts: list[list[int]], path: Path, title: str, new_label: str = "new model") -> Path:
+    plt = _plt()
+    total = max(sum(map(sum, counts)), 1)
+    fig, ax = plt.subplots(figsize=(5.4, 4.6))
+    im = ax.imshow(counts, cmap="Blues")
+    for i in range(3):
+        for j in range(3):
+            c = counts[i][j]
+            colour = "white" if c > 0.6 * max(map(max, counts)) else ("#b00020" if j < i and c else "black")
+            ax.text(
+                j, i, f"{c}\n({100 * c / total:.1f}%)", ha="center", va="center", color=colour, fontsize=9
+            )
+    ax.set_xticks(range(3), STATES)
+    ax.set_yticks(range(3), STATES)
+    ax.set_xlabel(f"{new_label}: state of the sample")
+    ax.set_ylabel("old model: state of the sample")
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, label="samples")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def draw_flip_rates(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
+    """Grouped bars: NFR, RNFR, S-NFR (in %) per model row."""
+    plt = _plt()
+    names = [str(r["model"]) for r in rows]
+    keys = (("nfr", "NFR"), ("rnfr", "RNFR"), ("s_nfr", "S-NFR"))
+    width = 0.8 / len(keys)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(rows) + 2), 4.2))
+    for k, (key, label) in enumerate(keys):
+        xs = [i + (k - 1) * width for i in range(len(rows))]
+        ax.bar(xs, [100 * float(r.get(key) or 0.0) for r in rows], width, label=label)
+    for i, r in enumerate(rows):
+        if r.get("selected"):
+            ax.annotate(
+                "selected",
+                (i, 0),
+                xytext=(0, -28),
+                textcoords="offset points",
+                ha="center",
+                fontsize=7,
+                color="#1a7f37",
+            )
+    ax.set_xticks(range(len(rows)), names, rotation=25, ha="right", fontsize=8)
+    ax.set_ylabel("flip rate vs the old model (% of test samples)")
+    ax.set_title(title, fontsize=10)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def update_figures(run_dir, manifest, config, records, metrics) -> list[Path]:
+    """Flip matrix for ``check-update`` and ``update-classifier``; flip-rate bars for update runs."""
+    run_dir = Path(run_dir)
+    figs = run_dir / "figures"
+    figs.mkdir(parents=True, exist_ok=True)
+    eps, attack = metrics.get("eps"), metrics.get("attack", "attack")
+    out: list[Path] = []
+    samples = [r for r in records if "old_correct" in r]
+    if samples:
+        label = (
+            "new model"
+            if manifest.get("job") == "check-update"
+            else f"updated ({metrics.get('method', '?')})"
+        )
+        out.append(
+            draw_flip_matrix(
+                flip_counts(samples),
+                figs / "flip_matrix.png",
+                f"Sample states, old → new ({attack}, ε = {eps})",
+                label,
+            )
+        )
+    table = [r for r in metrics.get("table", []) if r.get("role") != "old"]
+    if table:
+        out.append(
+            draw_flip_rates(
+                table, figs / "flip_rates.png", f"Negative flips vs the old model ({attack}, ε = {eps})"
+            )
+        )
+    return out
+
+
+def recipe_figures(run_dir, rows: list[dict[str, Any]]) -> list[Path]:
+    """One flip-rate bar chart per pair of the RCAT recipe: the new model and each method's selection."""
+    figs = Path(run_dir) / "figures"
+    figs.mkdir(parents=True, exist_ok=True)
+    out = []
+    pairs = list(dict.fromkeys(r["pair"] for r in rows))
+    for k, pid in enumerate(pairs):
+        # the pre-update new model and, per method, the candidate selected on validation S-NFR
+        sel = [
+            {**r, "model": r["method"] if r.get("role") == "candidate" else "new (before)", "selected": False}
+            for r in rows
+            if r["pair"] == pid and (r.get("role") == "new" or r.get("selected"))
+        ]
+        title = f"Pair {pid}: flips vs the old model (selected setting per method)"
+        out.append(draw_flip_rates(sel, figs / f"pair{k + 1}_flip_rates.png", title))
+    return out

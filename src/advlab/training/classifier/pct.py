@@ -1,0 +1,60 @@
+"""Positive-congruent training (PCT; Yan et al., CVPR 2021) and PCT on adversarial examples (PCT-AT).
+
+Baselines of RCAT (Angioni et al. 2024, sec. 4). On inputs z (clean x for PCT; x* = FGSM with random
+start against the model being trained for PCT-AT):
+
+    L = CE(f(z), y) + α·D(f(z), f_old(z)) + β·D_{S_old}(f(z), f_old(z)),
+    S_old = {i : argmax f_old(z_i) = y_i},
+
+D the logit distance of :func:`advlab.training.classifier.rcat.logit_distance` (½·mean squared logit
+difference, 0 on an empty selection). The first term distils toward the old model on every sample, the
+second is the focal term on what the old model gets right. Paper defaults α = 1, β ∈ {1, 2, 5, 10}.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from advlab.training.classifier.rcat import (
+    Attack,
+    check_weights,
+    frozen_logits,
+    logit_distance,
+    make_train_attack,
+)
+
+
+def pct_objective(
+    logits: torch.Tensor, y: torch.Tensor, logits_old: torch.Tensor, alpha: float = 1.0, beta: float = 1.0
+) -> torch.Tensor:
+    """CE + α·D(all) + β·D(samples the old model gets right)."""
+    s_old = logits_old.argmax(dim=1) == y
+    return (
+        F.cross_entropy(logits, y)
+        + alpha * logit_distance(logits, logits_old)
+        + beta * logit_distance(logits, logits_old, s_old)
+    )
+
+
+def pct_loss(old: nn.Module, alpha: float = 1.0, beta: float = 1.0):
+    """``loss_fn(model, x, y)``: PCT on clean inputs."""
+    check_weights(alpha, beta, sum_at_most_one=False, what="PCT")
+
+    def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return pct_objective(model(x), y, frozen_logits(old, x), alpha, beta)
+
+    return loss_fn
+
+
+def pct_at_loss(old: nn.Module, alpha: float = 1.0, beta: float = 1.0, attack: Attack | None = None):
+    """``loss_fn(model, x, y)``: PCT on x* = attack(model, x, y) (FGSM with random start by default)."""
+    check_weights(alpha, beta, sum_at_most_one=False, what="PCT-AT")
+    attack = attack or make_train_attack()
+
+    def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x_adv = attack(model, x, y).detach()
+        return pct_objective(model(x_adv), y, frozen_logits(old, x_adv), alpha, beta)
+
+    return loss_fn

@@ -1,0 +1,175 @@
+"""`advlab train classifier` and `advlab attack classifier`: end to end, resume, and bad input (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+BIN = Path(sys.executable).parent / "advlab"
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _invoke(*args):
+    from advlab.cli.main import app
+
+    res = CliRunner().invoke(app, list(args))
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
+        raise res.exception
+    assert res.exit_code == 0, res.output
+    return res
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cls") / "model"
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    _invoke(
+        "train",
+        "classifier",
+        "--method",
+        "standard",
+        "--model",
+        "mlp",
+        "--data",
+        "stripes",
+        "--epochs",
+        "2",
+        "--eps",
+        "0.1",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    )
+    torch.set_num_threads(n)
+    return out
+
+
+def test_train_then_attack_with_an_eps_sweep_and_resume(trained, tmp_path):
+    from advlab.models import load_classifier
+
+    assert load_classifier(trained).meta["trained"]["method"] == "standard"
+    run = tmp_path / "attack"
+    args = [
+        "attack",
+        "classifier",
+        "--method",
+        "pgd",
+        "--model",
+        str(trained),
+        "--eps",
+        "0.1,0.3",
+        "--eps",
+        "0.6",
+        "--steps",
+        "5",
+        "--limit",
+        "40",
+        "--batch-size",
+        "16",
+        "--out",
+        str(run),
+    ]
+    _invoke(*args)
+    recs = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    assert len(recs) == 120 and len({r["id"] for r in recs}) == 120
+    assert {"clean_pred", "adv_pred", "adv_loss", "perturbation_norm", "robust"} <= set(recs[0])
+    metrics = json.loads((run / "metrics.json").read_text())
+    robust = metrics["robust_accuracy"]
+    assert list(robust) == ["0.1", "0.3", "0.6"]
+    assert all(v <= metrics["clean_accuracy"] for v in robust.values())
+    assert robust["0.6"] <= robust["0.1"]
+    assert all(r["perturbation_norm"] <= r["eps"] + 1e-6 for r in recs)
+    # robust accuracy recomputed from the records
+    r01 = [r for r in recs if r["eps"] == 0.1]
+    assert robust["0.1"] == pytest.approx(sum(r["robust"] for r in r01) / len(r01))
+    for fig in ("robust_accuracy.png", "examples.png"):
+        assert (run / "figures" / fig).exists()
+    assert json.loads((run / "manifest.json").read_text())["job"] == "attack-classifier"
+    # lose the last batch, re-run: it is recomputed identically and nothing is duplicated
+    lines = (run / "results.jsonl").read_text().splitlines()
+    (run / "results.jsonl").write_text("\n".join(lines[:-8]) + "\n")
+    _invoke(*args)
+    again = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    assert len(again) == 120
+    assert again[-8:] == recs[-8:]
+
+
+def test_worst_case_and_apgd_methods(trained, tmp_path):
+    for method in ("worst-case", "apgd", "fgsm"):
+        run = tmp_path / method
+        extra = [] if method == "fgsm" else ["--steps", "5"]
+        _invoke(
+            "attack",
+            "classifier",
+            "--method",
+            method,
+            "--model",
+            str(trained),
+            "--eps",
+            "0.3",
+            "--limit",
+            "24",
+            "--out",
+            str(run),
+            *extra,
+        )
+        m = json.loads((run / "metrics.json").read_text())
+        assert m["method"] == method and m["robust_accuracy"]["0.3"] <= m["clean_accuracy"]
+
+
+def _advlab(*args):
+    return subprocess.run([str(BIN), *args], capture_output=True, text=True, timeout=180)
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--eps", "-0.1"], "must be a finite number >= 0"),
+        (["--eps", "abc"], "is not a number"),
+        (["--steps", "0"], "must be an integer >= 1"),
+        (["--method", "cw"], "unknown attack method"),
+        (["--norm", "l1"], "unknown norm"),
+        (["--data", "digits"], "expects (1, 8, 8)"),
+        (["--method", "fgsm", "--steps", "3"], "FGSM takes exactly one step"),
+    ],
+)
+def test_attack_bad_input_is_one_line_exit_2_and_writes_nothing(trained, tmp_path, args, match):
+    out = tmp_path / "run"
+    res = _advlab("attack", "classifier", "--model", str(trained), "--out", str(out), *args)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().count("\n") == 0 and "Traceback" not in res.stderr
+    assert match in res.stderr
+    assert not out.exists()
+
+
+def test_missing_model_and_bad_train_options_exit_2(tmp_path):
+    res = _advlab("attack", "classifier", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "r"))
+    assert res.returncode == 2 and "does not exist" in res.stderr and not (tmp_path / "r").exists()
+    res = _advlab("train", "classifier", "--method", "pgd-at", "--eps", "0", "--out", str(tmp_path / "t"))
+    assert res.returncode == 2 and "needs --eps > 0" in res.stderr and not (tmp_path / "t").exists()
+    res = _advlab(
+        "train", "classifier", "--data", "mnist:" + str(tmp_path / "none"), "--out", str(tmp_path / "t")
+    )
+    assert res.returncode == 2 and "does not exist" in res.stderr and not (tmp_path / "t").exists()
+
+
+def test_help_teaches():
+    res = _advlab("attack", "classifier", "--help")
+    assert res.returncode == 0
+    for word in ("--eps", "worst-case", "Example", "--norm", "robust accuracy"):
+        assert word in res.stdout

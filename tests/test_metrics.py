@@ -1,0 +1,65 @@
+"""advlab.metrics on hand-made cases (and the flip identities checked by brute force over all cases)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from advlab import metrics as M
+
+# five samples; columns: old correct, new correct, old robust, new robust (robust implies correct)
+OC = [1, 1, 0, 1, 1]
+NC = [1, 0, 1, 0, 1]
+OR = [1, 1, 0, 1, 0]
+NR = [0, 0, 1, 0, 1]
+
+
+def test_nfr_and_pfr_by_hand():
+    # negative flips: sample 1 and 3 (old right, new wrong) -> 2/5; positive flip: sample 2 -> 1/5
+    assert M.nfr(OC, NC) == pytest.approx(2 / 5)
+    assert M.pfr(OC, NC) == pytest.approx(1 / 5)
+    assert M.nfr(NC, OC) == pytest.approx(M.pfr(OC, NC))  # the mirror
+
+
+def test_rnfr_and_rpfr_by_hand():
+    # old robust on 0, 1, 3; new robust on 2, 4 -> robust negative flips 0, 1, 3 = 3/5; positive 2, 4 = 2/5
+    assert M.rnfr(OR, NR) == pytest.approx(3 / 5)
+    assert M.rpfr(OR, NR) == pytest.approx(2 / 5)
+
+
+def test_b_nfr_and_s_nfr_by_hand():
+    # both flips: samples 1 and 3 -> 2/5; union of flips: 0, 1, 3 -> 3/5
+    assert M.b_nfr(OC, NC, OR, NR) == pytest.approx(2 / 5)
+    assert M.s_nfr(OC, NC, OR, NR) == pytest.approx(3 / 5)
+
+
+def test_s_nfr_is_nfr_plus_rnfr_minus_b_nfr_on_every_case():
+    cases = [c for c in itertools.product([0, 1], repeat=4) if (c[2] <= c[0]) and (c[3] <= c[1])]
+    # every subset (with repetition) of two cases, plus all cases together
+    for combo in [*itertools.combinations_with_replacement(cases, 2), tuple(cases)]:
+        oc, nc, orb, nrb = (torch.tensor([c[k] for c in combo]) for k in range(4))
+        s = M.s_nfr(oc, nc, orb, nrb)
+        assert s == pytest.approx(M.nfr(oc, nc) + M.rnfr(orb, nrb) - M.b_nfr(oc, nc, orb, nrb))
+        n = len(combo)
+        union = sum(1 for c in combo if (c[0] and not c[1]) or (c[2] and not c[3])) / n
+        assert s == pytest.approx(union)
+
+
+def test_bool_tensors_lists_and_shapes_agree():
+    assert M.nfr(torch.tensor(OC, dtype=torch.bool), torch.tensor(NC).view(5, 1)) == pytest.approx(0.4)
+
+
+def test_empty_inputs_give_nan():
+    for v in (M.nfr([], []), M.pfr([], []), M.rnfr([], []), M.s_nfr([], [], [], []), M.asr([])):
+        assert math.isnan(v)
+
+
+def test_accuracy_robust_accuracy_asr_pdr_by_hand():
+    assert M.accuracy(torch.tensor([1, 2, 3, 4]), torch.tensor([1, 0, 3, 0])) == pytest.approx(0.5)
+    assert M.robust_accuracy([True, False, False, False]) == pytest.approx(0.25)
+    assert M.asr([1, 1, 0]) == pytest.approx(2 / 3)
+    assert M.pdr(0.6, 0.8) == pytest.approx(0.25)
+    assert math.isnan(M.pdr(0.5, 0.0))
