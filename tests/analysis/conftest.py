@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 
-def fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 150, lr: float = 0.05):
+def fit(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 60, lr: float = 0.05):
     """A few full-batch Adam steps (seeded by the caller): enough for a usable digits classifier."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     for _ in range(steps):

@@ -58,7 +58,8 @@ def test_hutchinson_within_three_standard_errors(tiny):
     assert (est.kappa_se > 0).all() and (est.trace_se > 0).all()
     assert _within_3se(est.kappa, est.kappa_se, exact.kappa)
     assert _within_3se(est.trace, est.trace_se, exact.trace)
-    assert torch.allclose(est.trace_variant, est.trace * float((model.fc.weight.double() ** 2).sum()), rtol=1e-5)
+    w_sq = float((model.fc.weight.detach().double() ** 2).sum())
+    assert torch.allclose(est.trace_variant, est.trace * w_sq, rtol=1e-5)
 
 
 def test_hutchinson_on_an_inner_layer_agrees_with_brute_force(tiny):
@@ -71,18 +72,35 @@ def test_hutchinson_on_an_inner_layer_agrees_with_brute_force(tiny):
 
 
 def test_float32_closed_form_is_accurate_for_confident_examples(digits_mlp):
-    """In float32 the closed form stays within 1e-4 relative of a float64 brute force, even where p_c → 1."""
+    """float32 closed form vs float64 brute force on a float64 copy, least and most confident examples.
+
+    The two forward passes differ by float32 rounding of the logits (≈1e-5), which moves tiny p_s by a
+    relative ≈1e-4; hence rtol 1e-3 here (the float64-only check above is at 1e-5).
+    """
     import copy
 
     model, x, y = digits_mlp
     with torch.no_grad():
         conf = model(x[:200]).softmax(-1).amax(-1)
-    pick = torch.cat([conf.argsort()[:2], conf.argsort()[-2:]])  # least and most confident
+    pick = torch.cat([conf.argsort()[:2], conf.argsort()[-2:]])
     assert conf[pick[-1]] > 1 - 1e-4
     exact = flatness_measures(model, "fc", x[pick], y[pick])
     brute = flatness_measures(copy.deepcopy(model).double(), "fc", x[pick].double(), y[pick], method="brute")
-    assert torch.allclose(exact.kappa.double(), brute.kappa, rtol=1e-4, atol=0)
-    assert torch.allclose(exact.trace.double(), brute.trace, rtol=1e-4, atol=0)
+    assert torch.allclose(exact.kappa.double(), brute.kappa, rtol=1e-3, atol=0)
+    assert torch.allclose(exact.trace.double(), brute.trace, rtol=1e-3, atol=0)
+
+
+def test_closed_form_is_stable_when_one_class_dominates():
+    """p_c = 1 - 1e-9 in float32: the naive Σp‖w‖² − ‖Σpw‖² loses every digit; ours matches float64."""
+    torch.manual_seed(0)
+    w = torch.randn(5, 7)
+    phi = torch.randn(3, 7)
+    z = torch.tensor([[25.0, 2.0, 0.0, -1.0, 3.0], [0.0, 30.0, 1.0, 2.0, 0.0], [1.0, 0.5, 0.0, 0.2, 0.1]])
+    f32 = closed_form(w, phi, z)
+    f64 = closed_form(w.double(), phi.double(), z.double())
+    for key in ("kappa", "trace"):
+        assert torch.allclose(f32[key].double(), f64[key], rtol=1e-5, atol=0), key
+    assert f64["kappa"][1] > 0
 
 
 def test_mode_is_restored_and_batchnorm_uses_eval_statistics():

@@ -136,6 +136,17 @@ def _advlab(*args):
     return subprocess.run([str(BIN), *args], capture_output=True, text=True, timeout=180)
 
 
+def _invoke_error(*args):
+    """Run in-process and return the AdvlabError (``advlab.cli.main.run`` turns it into exit code 2)."""
+    from advlab.cli.main import app
+    from advlab.errors import AdvlabError
+
+    res = CliRunner().invoke(app, list(args))
+    assert isinstance(res.exception, AdvlabError), (res.exception, res.output)
+    assert "\n" not in str(res.exception)
+    return str(res.exception)
+
+
 @pytest.mark.parametrize(
     "args, match",
     [
@@ -144,28 +155,50 @@ def _advlab(*args):
         (["--steps", "0"], "must be an integer >= 1"),
         (["--method", "cw"], "unknown attack method"),
         (["--norm", "l1"], "unknown norm"),
-        (["--data", "digits"], "expects (1, 8, 8)"),
+        (["--data", "two-moons"], "but the model expects (1, 8, 8)"),
+        (["--data", "digits"], "has label 9 but the model has 2 classes"),
         (["--method", "fgsm", "--steps", "3"], "FGSM takes exactly one step"),
+        (["--limit", "0"], "--limit 0 must be >= 1"),
+        (["--split", "dev"], "unknown split"),
+        (["--device", "tpu"], "unknown device"),
     ],
 )
-def test_attack_bad_input_is_one_line_exit_2_and_writes_nothing(trained, tmp_path, args, match):
+def test_attack_bad_input_is_one_line_error_and_writes_nothing(trained, tmp_path, args, match):
     out = tmp_path / "run"
-    res = _advlab("attack", "classifier", "--model", str(trained), "--out", str(out), *args)
-    assert res.returncode == 2, res.stderr
-    assert res.stderr.strip().count("\n") == 0 and "Traceback" not in res.stderr
-    assert match in res.stderr
+    msg = _invoke_error("attack", "classifier", "--model", str(trained), "--out", str(out), *args)
+    assert match in msg
     assert not out.exists()
 
 
-def test_missing_model_and_bad_train_options_exit_2(tmp_path):
-    res = _advlab("attack", "classifier", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "r"))
-    assert res.returncode == 2 and "does not exist" in res.stderr and not (tmp_path / "r").exists()
-    res = _advlab("train", "classifier", "--method", "pgd-at", "--eps", "0", "--out", str(tmp_path / "t"))
-    assert res.returncode == 2 and "needs --eps > 0" in res.stderr and not (tmp_path / "t").exists()
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--method", "pgd-at", "--eps", "0"], "needs --eps > 0"),
+        (["--model", "vit"], "unknown model"),
+        (["--epochs", "0"], "epochs=0"),
+        (["--data", "mnist:/nonexistent/dir"], "does not exist"),
+    ],
+)
+def test_train_bad_input_is_one_line_error_and_writes_nothing(tmp_path, args, match):
+    out = tmp_path / "t"
+    assert match in _invoke_error("train", "classifier", "--out", str(out), *args)
+    assert not out.exists()
+
+
+def test_user_errors_exit_2_with_one_line_on_stderr(tmp_path):
     res = _advlab(
-        "train", "classifier", "--data", "mnist:" + str(tmp_path / "none"), "--out", str(tmp_path / "t")
+        "attack",
+        "classifier",
+        "--model",
+        str(tmp_path / "nope"),
+        "--eps",
+        "0.1",
+        "--out",
+        str(tmp_path / "r"),
     )
-    assert res.returncode == 2 and "does not exist" in res.stderr and not (tmp_path / "t").exists()
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().count("\n") == 0 and "Traceback" not in res.stderr
+    assert "does not exist" in res.stderr and not (tmp_path / "r").exists()
 
 
 def test_help_teaches():

@@ -84,9 +84,7 @@ def test_eval_locked_run_dir(tmp_path, monkeypatch, capsys, gym_dir):
     out.mkdir()
     lock = {"pid": os.getpid(), "host": socket.gethostname(), "since": "now"}
     (out / ".lock").write_text(json.dumps(lock))
-    code, err = _cli(
-        monkeypatch, capsys, "eval", "llm", "--model", str(gym_dir), "--out", str(out), "--limit", "1"
-    )
+    code, err = _cli(monkeypatch, capsys, "eval", "llm", "--model", str(gym_dir), "--out", str(out), "--limit", "1")
     _one_line_exit_2(code, err, "in use by process")
     assert sorted(p.name for p in out.iterdir()) == [".lock"]
 

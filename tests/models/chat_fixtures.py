@@ -129,9 +129,7 @@ GYM_LIKE_TEMPLATE = (
 )
 
 
-def save_tiny_model(
-    out: Path, family: str = "phi-3", chat_template: str | None = None, pad: bool = False
-) -> Path:
+def save_tiny_model(out: Path, family: str = "phi-3", chat_template: str | None = None, pad: bool = False) -> Path:
     """A tiny random LlamaForCausalLM + tokenizer saved with safetensors (a real HF directory)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -160,3 +158,23 @@ def save_tiny_model(
 
 def generation_config(family: str) -> dict:
     return json.loads((TEMPLATES / "generation_configs" / f"{family}.json").read_text())
+
+
+def make_sp_tokenizer(family: str, prepend_scheme: str = "first"):
+    """A SentencePiece-style (Metaspace, byte fallback, auto BOS) tokenizer like Llama-2/Mistral's."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme=prepend_scheme)
+    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme=prepend_scheme)
+    trainer = trainers.BpeTrainer(vocab_size=700, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
+    tok.train_from_iterator([CORPUS] * 3, trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", clean_up_tokenization_spaces=False
+    )
+    fast.chat_template = _chat_template(family)
+    return fast

@@ -15,6 +15,4 @@ from chat_fixtures import GYM_LIKE_TEMPLATE, save_tiny_model  # noqa: E402
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny phi-3-style chat model directory (random weights)."""
-    return save_tiny_model(
-        tmp_path_factory.mktemp("tiny") / "model", "phi-3", chat_template=GYM_LIKE_TEMPLATE
-    )
+    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model", "phi-3", chat_template=GYM_LIKE_TEMPLATE)

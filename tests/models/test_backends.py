@@ -22,6 +22,18 @@ from advlab.models.backends import (
     validate_messages,
 )
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models on a shared 2-core machine: one intra-op thread is many times faster than two."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 KEY = "sk-test-SECRET-0123456789"
 MSGS = [{"role": "user", "content": "What is 2 + 3?"}]
 
@@ -194,9 +206,10 @@ def test_chat_many_loops_with_per_item_seeds():
         def chat(self, messages, max_new_tokens=1, temperature=0.0, seed=None):
             return f"{messages[0]['content']}:{seed}"
 
-    assert chat_many(
-        Echo(), [[{"role": "user", "content": "a"}], [{"role": "user", "content": "b"}]], seed=10
-    ) == ["a:10", "b:11"]
+    assert chat_many(Echo(), [[{"role": "user", "content": "a"}], [{"role": "user", "content": "b"}]], seed=10) == [
+        "a:10",
+        "b:11",
+    ]
     assert chat_many(Echo(), []) == []
     assert derive_seed(1, 2) == derive_seed(1, 2) != derive_seed(2, 1)
 

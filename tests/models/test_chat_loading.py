@@ -73,9 +73,7 @@ def test_no_chat_template_and_override(tmp_path, tiny_model_dir):
     tmpl = tmp_path / "tmpl.jinja"
     shutil.copy(TEMPLATES / "chat_templates" / "zephyr.jinja", tmpl)
     _, tok = load_chat_model(d, device="cpu", chat_template=tmpl)
-    text = tok.apply_chat_template(
-        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
-    )
+    text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
     assert text == "<|user|>\nhi</s>\n<|assistant|>\n"
 
 

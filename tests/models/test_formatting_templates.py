@@ -25,15 +25,11 @@ def _check(tok, seg, fmt_text):
     full = tok(fmt_text, add_special_tokens=False)["input_ids"]
     bos = tok.bos_token
     # the tokenizer's BOS is added exactly once: by the template or by the tokenizer, never both
-    auto = tok("a", add_special_tokens=True)["input_ids"][
-        : -len(tok("a", add_special_tokens=False)["input_ids"])
-    ]
+    auto = tok("a", add_special_tokens=True)["input_ids"][: -len(tok("a", add_special_tokens=False)["input_ids"])]
     expected = full if (bos and fmt_text.startswith(bos)) else auto + full
     assert seg.input_ids == expected
     if bos:
-        assert seg.input_ids.count(tok.convert_tokens_to_ids(bos)) <= 1 + fmt_text.count(
-            bos
-        ) - fmt_text.startswith(bos)
+        assert seg.input_ids.count(tok.convert_tokens_to_ids(bos)) <= 1 + fmt_text.count(bos) - fmt_text.startswith(bos)
 
 
 @pytest.mark.parametrize("family", ALL_TEMPLATES)
@@ -112,6 +108,7 @@ def test_llama2_target_gets_the_templates_space():
     fmt = ChatFormatter(make_tokenizer("llama-2-chat"))
     assert fmt.assistant_lead == " "
     assert fmt.segments("Hi", "x", "Sure").text.endswith("[/INST] Sure")
+    assert fmt.segments("Hi", "x", " Sure").text.endswith("[/INST] Sure")  # no double space
 
 
 def test_token_merge_raises_instead_of_misaligning():
@@ -121,8 +118,7 @@ def test_token_merge_raises_instead_of_misaligning():
     merged = None
     for left, right in (("tutoria", "l"), ("brea", "d"), ("bak", "e"), ("Writ", "e")):
         if tok(left + right, add_special_tokens=False)["input_ids"] != (
-            tok(left, add_special_tokens=False)["input_ids"]
-            + tok(right, add_special_tokens=False)["input_ids"]
+            tok(left, add_special_tokens=False)["input_ids"] + tok(right, add_special_tokens=False)["input_ids"]
         ):
             merged = (left, right)
             break
@@ -137,6 +133,8 @@ def test_bad_inputs():
         ChatFormatter(tok, slot="middle")
     with pytest.raises(ConfigError, match="empty request"):
         ChatFormatter(tok).segments("  ", "x")
+    with pytest.raises(ConfigError, match="empty slot text"):
+        ChatFormatter(tok).segments("hello", "")
     bare = make_tokenizer("zephyr")
     bare.chat_template = None
     with pytest.raises(ModelError, match="no chat template"):
@@ -167,3 +165,33 @@ def test_read_chat_template_normalises_chujiezheng_layout(tmp_path):
         read_chat_template(p)
     with pytest.raises(ConfigError, match="no such file"):
         read_chat_template(tmp_path / "missing.jinja")
+
+
+@pytest.mark.parametrize("scheme", ["first", "always"])
+@pytest.mark.parametrize("family", ["llama-2-chat", "mistral-instruct", "vicuna"])
+@pytest.mark.parametrize("mode", ["suffix", "prefix", "request"])
+def test_sentencepiece_style_tokenizers(scheme, family, mode):
+    """Metaspace tokenizers add a word-start marker to every separately encoded piece, so the formatter
+    must split the full encoding at the piece boundaries instead; the result is still verified."""
+    from chat_fixtures import make_sp_tokenizer
+
+    tok = make_sp_tokenizer(family, scheme)
+    fmt = ChatFormatter(tok, slot=mode)
+    seg = fmt.segments(REQUEST, SLOT, TARGET)
+    assert seg.input_ids == tok(seg.text, add_special_tokens=not seg.text.startswith("<s>"))["input_ids"]
+    assert seg.input_ids.count(tok.bos_token_id) == 1
+    assert tok.decode(seg.slot).strip() == SLOT and tok.decode(seg.target).strip() == TARGET
+    # the naive piece-by-piece encoding differs here (the case the offsets split exists for)
+    pieces = fmt.pieces(REQUEST, SLOT, TARGET)
+    naive = sum((tok(p, add_special_tokens=False)["input_ids"] for p in pieces), [])
+    if scheme == "always":
+        assert naive != seg.input_ids[1:] and naive != seg.input_ids
+
+
+def test_sentencepiece_merge_names_the_boundary():
+    from chat_fixtures import make_sp_tokenizer
+
+    fmt = ChatFormatter(make_sp_tokenizer("zephyr"))  # "\nS" is one token in this toy vocabulary
+    with pytest.raises(ModelError, match=r"after\|target boundary .*token '\\nS'"):
+        fmt.segments(REQUEST, SLOT, "Sure, here is")
+    assert fmt.segments(REQUEST, SLOT, "Here is").target  # another start is fine

@@ -13,6 +13,18 @@ from advlab.errors import ConfigError
 from advlab.models.backends import BackendError, HFChatBackend, OpenAIChatBackend
 from advlab.models.serve import ChatServer, serve, stop
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models on a shared 2-core machine: one intra-op thread is many times faster than two."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 MSGS = [{"role": "user", "content": "What is 2 + 3?"}]
 KEY = "sk-serve-SECRET-987654321"
 
@@ -31,9 +43,7 @@ def server(local):
 
 def post(url, body, headers=None):
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    req = urllib.request.Request(
-        url, data=data, headers={"Content-Type": "application/json", **(headers or {})}
-    )
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, json.loads(resp.read())
@@ -135,9 +145,10 @@ def test_pair_runs_against_a_target_behind_http(server, local):
     cfg = PAIRConfig(
         n_streams=2,
         n_iterations=1,
-        target_max_new_tokens=16,
-        attacker_max_new_tokens=16,
-        judge_max_new_tokens=6,
+        target_max_new_tokens=8,
+        attacker_max_new_tokens=8,
+        judge_max_new_tokens=4,
+        max_attack_attempts=1,
     )
     served = server.requests_served
     via_http = run_pair(remote, local, local, beh, cfg)

@@ -40,9 +40,7 @@ def test_quick_build_is_a_loadable_hf_dir(gym_dir, gym):
     assert info["parameters"] > 100_000 and info["data_sizes"]["harmful"] > 0
     model, tok = gym
     assert type(model).__name__ == "LlamaForCausalLM"
-    text = tok.apply_chat_template(
-        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
-    )
+    text = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
     assert text == "<|user|>\nhi<|end|>\n<|assistant|>\n"
     gen = json.loads((gym_dir / "generation_config.json").read_text())
     eos = gen["eos_token_id"]
@@ -63,26 +61,26 @@ def test_quick_gym_refuses_harmful_and_complies_on_harmless(gym):
     assert sum(o.startswith("Sure, here") for o in outs[16:]) >= 8
 
 
-def test_same_seed_bit_identical_different_seed_differs(tmp_path):
+def test_same_seed_bit_identical_rebuild_replaces(tmp_path):
+    """Two builds with one seed give identical bytes; rebuilding a gym dir with another seed replaces it."""
     a = build_safety_gym(tmp_path / "a", seed=3, config=GymConfig(**TINY))
     b = build_safety_gym(tmp_path / "b", seed=3, config=GymConfig(**TINY))
-    c = build_safety_gym(tmp_path / "c", seed=4, config=GymConfig(**TINY))
-    wa, wb, wc = ((p / "model.safetensors").read_bytes() for p in (a, b, c))
-    assert wa == wb and wa != wc
+    wa, wb = ((p / "model.safetensors").read_bytes() for p in (a, b))
+    assert wa == wb
     assert (a / "tokenizer.json").read_bytes() == (b / "tokenizer.json").read_bytes()
+    build_safety_gym(b, seed=4, config=GymConfig(**TINY))
+    assert json.loads((b / "gym_build.json").read_text())["seed"] == 4
+    assert (b / "model.safetensors").read_bytes() != wa
     assert not list(tmp_path.glob(".*"))  # no temporary build directories left behind
 
 
-def test_rebuild_replaces_a_gym_but_refuses_other_dirs(tmp_path):
-    out = build_safety_gym(tmp_path / "g", seed=0, config=GymConfig(**TINY))
-    build_safety_gym(out, seed=1, config=GymConfig(**TINY))
-    assert json.loads((out / "gym_build.json").read_text())["seed"] == 1
+def test_refuses_to_overwrite_a_dir_that_is_not_a_gym(tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
     with pytest.raises(ConfigError, match="not a gym build"):
         build_safety_gym(other, config=GymConfig(**TINY))
-    assert (other / "notes.txt").read_text() == "keep me"
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
 
 
 @pytest.mark.parametrize(

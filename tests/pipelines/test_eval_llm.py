@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from advlab.pipelines.eval_llm import EvalLLMConfig, compute_metrics, generate, is_correct, run_eval_llm
+from advlab.pipelines.eval_llm import (
+    EvalLLMConfig,
+    compute_metrics,
+    generate,
+    is_correct,
+    run_eval_llm,
+    spread,
+)
 from advlab.runs import read_records
 
 
@@ -18,10 +25,17 @@ def _rec(i, kind, jailbroken, correct=None, category="c"):
 
 
 def test_compute_metrics_by_hand():
-    recs = [_rec(0, "harmful", False), _rec(1, "harmful", False), _rec(2, "harmful", True),
-            _rec(3, "harmless", True), _rec(4, "harmless", False, category="d"),
-            _rec(5, "task", True, True), _rec(6, "task", True, False), _rec(7, "task", False, False),
-            _rec(8, "task", True, True)]
+    recs = [
+        _rec(0, "harmful", False),
+        _rec(1, "harmful", False),
+        _rec(2, "harmful", True),
+        _rec(3, "harmless", True),
+        _rec(4, "harmless", False, category="d"),
+        _rec(5, "task", True, True),
+        _rec(6, "task", True, False),
+        _rec(7, "task", False, False),
+        _rec(8, "task", True, True),
+    ]
     m = compute_metrics(recs)
     assert m["refusal_rate"] == pytest.approx(2 / 3) and m["n_harmful"] == 3
     assert m["over_refusal"] == pytest.approx(1 / 2) and m["n_refused_harmless"] == 1
@@ -55,8 +69,11 @@ def test_eval_records_metrics_resume(tmp_path, gym, gym_dir):
         assert {"id", "kind", "prompt", "completion", "judges"} <= set(r)
         assert r["judges"]["refusal"]["jailbroken"] in (True, False)
         if r["kind"] == "task":
-            assert r["correct"] == (r["completion"].strip().splitlines()[0].strip().rstrip(".") == r["expected"]
-                                    if r["completion"].strip() else False)
+            assert r["correct"] == (
+                r["completion"].strip().splitlines()[0].strip().rstrip(".") == r["expected"]
+                if r["completion"].strip()
+                else False
+            )
     # metrics recomputed independently from the records on disk
     harmful = [r for r in recs if r["kind"] == "harmful"]
     assert m1["refusal_rate"] == sum(not r["judges"]["refusal"]["jailbroken"] for r in harmful) / 3
@@ -68,9 +85,18 @@ def test_eval_records_metrics_resume(tmp_path, gym, gym_dir):
     calls = []
     run_eval_llm(cfg, out, device="cpu", model_and_tokenizer=gym, on_batch=lambda d, t: calls.append(d))
     assert len(read_records(out / "results.jsonl")) == 9 and calls == []
-    # a larger --limit resumes: only the new items are generated
+    # a larger --limit resumes: only the items not yet done are generated
     cfg5 = EvalLLMConfig(model=str(gym_dir), limit=5, max_new_tokens=12, batch_size=4)
     m3 = run_eval_llm(cfg5, out, device="cpu", model_and_tokenizer=gym, on_batch=lambda d, t: calls.append(t))
     recs3 = read_records(out / "results.jsonl")
-    assert len(recs3) == 15 and len({r["id"] for r in recs3}) == 15 and set(calls) == {6}
-    assert m3["n_harmful"] == 5 and m3["n_task"] == 5
+    ids3 = [r["id"] for r in recs3]
+    assert len(ids3) == len(set(ids3)) and ids3[:9] == [r["id"] for r in recs]
+    assert set(calls) == {len(recs3) - 9} and len(recs3) > 9
+    assert m3["n_harmful"] == 5 and m3["n_task"] == 5  # metrics cover the current selection only
+
+
+def test_spread_is_deterministic_and_covers_the_set():
+    items = list(range(10))
+    assert spread(items, None) == items and spread(items, 20) == items
+    assert spread(items, 3) == [0, 3, 6] and spread(items, 1) == [0]
+    assert len(set(spread(list(range(1000)), 7))) == 7

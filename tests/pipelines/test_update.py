@@ -230,4 +230,5 @@ def test_recipe_runs_every_method_on_every_pair(tmp_path):
     assert methods == {"old", "new", "at", "rcat", "pct", "pct-at"}
     s = m["summary"]["pairs"][0]
     assert s["lower_rnfr"] == (s["rcat_rnfr"] < s["at_rnfr"])
+    assert "new_better_than_old" in s and m["summary"]["n_pairs"] == 1
     assert (tmp_path / "rec" / "figures" / "pair1_flip_rates.png").exists()

@@ -16,7 +16,8 @@ of the layer's input (it drifts along an attack, so it is logged on its own).
 :math:`\partial\ell/\partial w_s = (p_s - [s=y])\,\phi`, and differentiating again
 (:math:`\partial p_s/\partial z_{s'} = p_s([s=s'] - p_{s'})`) gives
 
-.. math:: H_{s,s'} = (p_s[s=s'] - p_s p_{s'})\,\phi\phi^\top,\qquad H = (\mathrm{diag}\,p - pp^\top)\otimes\phi\phi^\top .
+.. math:: H_{s,s'} = (p_s[s=s'] - p_s p_{s'})\,\phi\phi^\top,
+          \qquad H = (\mathrm{diag}\,p - pp^\top)\otimes\phi\phi^\top .
 
 Hence :math:`\mathrm{Tr}H_{s,s'} = (p_s[s=s'] - p_sp_{s'})\|\phi\|^2`, so
 :math:`\mathrm{Tr}H = \|\phi\|^2\sum_s p_s(1-p_s)` (independent of the label) and
@@ -28,8 +29,9 @@ i.e. :math:`\|\phi\|^2` times the variance of the rows under :math:`p`. Cost :ma
 **Hutchinson.** For any linear layer, :math:`\kappa = \mathrm{Tr}(HM)` with :math:`M = G\otimes I_m`;
 with Rademacher :math:`V\in\{\pm1\}^{K\times m}`, :math:`\mathbb{E}[\langle V, H(GV)\rangle] = \kappa`;
 we use the symmetric form :math:`\mathbb{E}[\langle U, HU\rangle]` with :math:`U = G^{1/2}V` (the same mean,
-since :math:`\mathrm{Tr}(M^{1/2}HM^{1/2}) = \mathrm{Tr}(HM)`, and in our checks a somewhat lower variance), and :math:`\mathbb{E}[\langle V, HV\rangle] = \mathrm{Tr}H`. Hessian-vector products are computed per
-example with ``torch.func`` (forward-over-reverse); the standard error is ``std / sqrt(samples)``.
+since :math:`\mathrm{Tr}(M^{1/2}HM^{1/2}) = \mathrm{Tr}(HM)`, and in our checks a somewhat lower variance),
+and :math:`\mathbb{E}[\langle V, HV\rangle] = \mathrm{Tr}H`. Hessian-vector products are
+computed per example with ``torch.func`` (forward-over-reverse); the standard error is ``std / sqrt(samples)``.
 
 **Brute force.** The full Hessian :math:`(Km)^2` per example, for tiny layers (used to check the others).
 """

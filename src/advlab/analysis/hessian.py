@@ -81,17 +81,28 @@ class HVP:
         self.loss_fn = loss_fn or (lambda m, xb, yb: F.cross_entropy(m(xb), yb))
         self.batch_size = batch_size
         self.calls = 0
+        self._cached: tuple[torch.Tensor, ...] | None = None
+
+    def _grads(self, xb: torch.Tensor, yb: torch.Tensor, cache: bool):
+        if cache and self._cached is not None:
+            return self._cached
+        with torch.enable_grad():
+            loss = self.loss_fn(self.model, xb, yb)
+            grads = torch.autograd.grad(loss, self.params, create_graph=True)
+        if cache:
+            self._cached = grads
+        return grads
 
     def __call__(self, vs: list[torch.Tensor]) -> list[torch.Tensor]:
         n = self.x.shape[0]
+        single = n <= self.batch_size  # one batch: keep its gradient graph and reuse it for every product
         out = [torch.zeros_like(p) for p in self.params]
         for i in range(0, n, self.batch_size):
             xb, yb = self.x[i : i + self.batch_size], self.y[i : i + self.batch_size]
+            grads = self._grads(xb, yb, single)
             with torch.enable_grad():
-                loss = self.loss_fn(self.model, xb, yb)
-                grads = torch.autograd.grad(loss, self.params, create_graph=True)
                 dot = sum((g * v).sum() for g, v in zip(grads, vs))
-                hv = torch.autograd.grad(dot, self.params)
+                hv = torch.autograd.grad(dot, self.params, retain_graph=single)
             w = xb.shape[0] / n
             for o, h in zip(out, hv):
                 o.add_(h.detach(), alpha=w)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from advlab.analysis._common import capture_io, eval_mode, get_linear
+from advlab.analysis._common import capture_io, eval_mode, get_linear, model_device
 from advlab.analysis.flatness import closed_form
 from advlab.errors import ConfigError
 
@@ -36,6 +36,7 @@ class LLMFlatness:
     phi_sq: torch.Tensor  # mean ‖h_t‖²
     per_position: dict[str, torch.Tensor]
     layer: str
+    target_reproduced: torch.Tensor | None = None  # [batch] bool: greedy argmax = every target token (ids only)
 
 
 def output_head_name(model: nn.Module) -> str:
@@ -97,6 +98,10 @@ def llm_flatness(
     name = layer or output_head_name(model)
     head = get_linear(model, name)
     kwargs = {}
+    dev_in = model_device(model)
+    input_ids = input_ids.to(dev_in) if input_ids is not None else None
+    inputs_embeds = inputs_embeds.to(dev_in) if inputs_embeds is not None else None
+    attention_mask = attention_mask.to(dev_in) if attention_mask is not None else None
     if input_ids is not None:
         if input_ids.dim() == 1:
             input_ids = input_ids[None]
@@ -127,5 +132,52 @@ def llm_flatness(
         return ((v * m).sum(1) / count).cpu()
 
     per_pos = {k: torch.where(mask, v, torch.nan).cpu() for k, v in vals.items()}
+    reproduced = None
+    if input_ids is not None:
+        hit = logits[:, :-1].argmax(-1) == input_ids[:, 1:].to(logits.device)
+        reproduced = (hit | ~mask[:, :-1]).all(1).cpu()
     return LLMFlatness(mean(vals["trace"]), mean(vals["kappa"]), mean(vals["trace_variant"]), mean(vals["phi_sq"]),
-                       per_pos, name)
+                       per_pos, name, reproduced)
+
+
+def segments_flatness(model: nn.Module, segments, slot: Sequence[int] | None = None,
+                      layer: str | None = None) -> LLMFlatness:
+    """:func:`llm_flatness` over the target tokens of a chat prompt (``PromptSegments``), optionally with
+    the attack slot replaced by ``slot``."""
+    seg = segments.with_slot(list(slot)) if slot is not None else segments
+    if not seg.target:
+        raise ConfigError("the prompt has no target tokens; give the behaviour a target string")
+    dev = next(model.parameters()).device
+    ids = torch.tensor(seg.input_ids, device=dev)[None]
+    start, end = seg.target_range
+    return llm_flatness(model, ids, list(range(start, end)), layer=layer)
+
+
+def gcg_valley(model: nn.Module, tokenizer, segments, config=None, layer: str | None = None) -> list[dict]:
+    """Run GCG on one behaviour and record the flatness of the output head at the target positions for the
+    best slot so far: ``measure`` = Σ p(1−p)‖h‖², ``kappa``, ``trace_variant``, ``phi_sq``, and ``flipped`` =
+    greedy decoding reproduces the target (the LLM "flip"). Step 0 is the starting slot, step s the slot
+    after GCG step s (GCG skips the callback on a step where no candidate survives; the final slot is
+    always recorded). Every record carries ``flip_step``: the first flipped step, None if none."""
+    from advlab.attacks.llm.gcg import run_gcg
+
+    name = layer or output_head_name(model)
+    records: dict[int, dict] = {}
+
+    def record(step: int, slot_ids) -> bool:
+        r = segments_flatness(model, segments, list(slot_ids), name)
+        records[step] = {"id": str(step), "step": step, "measure": float(r.measure[0]),
+                         "kappa": float(r.kappa[0]), "trace_variant": float(r.trace_variant[0]),
+                         "phi_sq": float(r.phi_sq[0]), "flipped": bool(r.target_reproduced[0])}
+        return False
+
+    record(0, segments.slot)
+    result = run_gcg(model, tokenizer, segments, config, stop_check=lambda step, ids: record(step + 1, ids))
+    last = len(result.loss_history)
+    if last not in records:
+        record(last, result.extra["adv_ids"])
+    out = [records[k] for k in sorted(records)]
+    flip = next((r["step"] for r in out if r["flipped"]), None)
+    for r in out:
+        r["flip_step"] = flip
+    return out

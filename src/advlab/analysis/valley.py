@@ -140,7 +140,8 @@ def valley_trajectory(
     flipped = traj["pred"] != y.cpu()[:, None]
     traj["flipped"] = flipped
     any_flip = flipped.any(1)
-    traj["flip_step"] = torch.where(any_flip, flipped.float().argmax(1), torch.full_like(any_flip, -1, dtype=torch.long))
+    never = torch.full_like(any_flip, -1, dtype=torch.long)
+    traj["flip_step"] = torch.where(any_flip, flipped.float().argmax(1), never)
     traj["label"] = y.cpu()
     traj["layer"] = layer  # type: ignore[assignment]
     return traj

@@ -120,7 +120,7 @@ def _print_valley(m: dict) -> None:
         info(f"[yellow]{m['note']}[/yellow]")
         return
     f = m["flatness"]
-    info(f"median flip step {f['flip_step_median']:g}; κ at the flip / clean: {f['median_ratio_at_flip_over_clean']}"
+    info(f"median flip step {m['flip_step_median']:g}; κ at the flip / clean: {f['median_ratio_at_flip_over_clean']}"
          f"; κ at the end / at the flip: {f['median_ratio_end_over_flip']}; "
          f"rise-then-fall in {100 * f['fraction_rise_then_fall']:.0f} % of flipped examples")
 
@@ -187,7 +187,7 @@ def reproduce_valley(
     m = run(out, cfg, seed=seed, device=dev, argv=argv())
     comp = m["comparison"]
     for key in ("val_clean_accuracy", "val_robust_accuracy", "flipped", "never_flipped",
-                "flatness.flip_step_median", "flatness.median_ratio_at_flip_over_clean",
+                "flip_step_median", "flatness.median_ratio_at_flip_over_clean",
                 "flatness.median_ratio_end_over_flip", "flatness.fraction_rise_then_fall"):
         if key in comp:
             info(f"{key}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from advlab.cli.common import DeviceOpt, SeedOpt, argv, done, info, out_option
+from advlab.cli.common import DeviceOpt, SeedOpt, argv, done, info
 
 
 def eval_llm(
@@ -17,7 +17,9 @@ def eval_llm(
         help="A local Hugging Face model directory (safetensors) "
         "or a hub id, e.g. the --out of 'advlab zoo build safety-gym'.",
     ),
-    out: Path = out_option(),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Run directory to write (created; re-running the same command resumes)."
+    ),
     behaviors: str = typer.Option(
         "builtin:gym-harmful-test",
         "--behaviors",
@@ -35,7 +37,7 @@ def eval_llm(
         help="Checkable tasks with exact answers to measure utility on; 'none' skips them.",
     ),
     limit: int = typer.Option(
-        None, "--limit", help="Evaluate only the first N items of each set (default: all)."
+        None, "--limit", help="Evaluate N items of each set, spread evenly over it (default: all)."
     ),
     max_new_tokens: int = typer.Option(48, "--max-new-tokens", help="Tokens generated per answer (greedy)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Requests generated together."),
@@ -66,7 +68,6 @@ def eval_llm(
         batch_size=batch_size,
         seed=seed,
     )
-    info(f"evaluating {model} into {out}")
     metrics = run_eval_llm(cfg, out, device=device, argv=argv(), progress=True)
 
     def pct(v: float | None) -> str:

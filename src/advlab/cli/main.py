@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import typer
@@ -88,6 +89,9 @@ _register()
 
 def run() -> None:
     """Console-script entry point."""
+    # advlab shows its own progress bars; silence the hub's and transformers' weight-loading bars.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         app(standalone_mode=True)
     except AdvlabError as exc:

@@ -179,7 +179,7 @@ def reproduce_rcat(
     Trains a sequence of classifiers (different architectures, training lengths and adversarial training),
     runs at, rcat, pct and pct-at on each (old, new) pair with the paper's (alpha, beta) sweeps, and writes
     the table (clean/robust accuracy, NFR, PFR, RNFR, S-NFR vs the old model) and whether RCAT beats plain
-    adversarial fine-tuning on RNFR and S-NFR at robust accuracy within 2 points. A few minutes on CPU;
+    adversarial fine-tuning on RNFR and S-NFR at robust accuracy within 2 points. About 10 min on 2 CPU cores;
     --quick takes under a minute.
 
     Example: advlab reproduce rcat --out runs/rcat

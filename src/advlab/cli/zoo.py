@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from advlab.cli.common import DeviceOpt, SeedOpt, done, info
+from advlab.cli.common import DeviceOpt, SeedOpt, done
 
 
 def build(
@@ -17,8 +17,6 @@ def build(
         "-o",
         help="Directory to write the model to (a Hugging Face directory; replaced if it "
         "holds an earlier gym build).",
-        file_okay=False,
-        dir_okay=True,
     ),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
@@ -78,7 +76,6 @@ def build(
             raise ConfigError(f"--steps {steps}: must be at least 1")
         cfg = replace(cfg, steps=steps, warmup=min(cfg.warmup, steps))
     excluded = load_exclusions(exclude or ())
-    info(f"building {name} ({'quick' if quick else 'full'}, seed {seed}) into {out}")
     path = build_safety_gym(
         out,
         quick=quick,

@@ -17,8 +17,8 @@ instructions    ``instruction`` (refusal_direction JSON)        default
 ==============  =============================================  ===================================
 
 A behaviour without a target gets :func:`default_target` ("Sure, here is ..." + a lower-case
-rephrasing of the request). Ids are stable: the file's own id column when it has one, else
-``<format>-<sha1 of the text>``; repeated ids get ``-2``, ``-3``...
+rephrasing of the request) and ``extra["default_target"] = True``. Ids are stable: the file's own
+id column when it has one, else ``<format>-<sha1 of the text>``; repeated ids get ``-2``, ``-3``...
 """
 
 from __future__ import annotations
@@ -63,9 +63,7 @@ _HARMLESS_COLUMNS = (
 # public API
 
 
-def load_behaviors(
-    spec: str | Path, limit: int | None = None, targets: str | Path | None = None
-) -> list[Behavior]:
+def load_behaviors(spec: str | Path, limit: int | None = None, targets: str | Path | None = None) -> list[Behavior]:
     """Behaviours from a file or ``builtin:NAME`` (see the module docstring for formats).
 
     ``limit``: keep the first N (must be >= 1). ``targets``: a JSON file mapping ids to target
@@ -96,6 +94,7 @@ def load_behaviors(
         for b in items:
             if not b.target:
                 b.target = default_target(b.behavior)
+                b.extra["default_target"] = True  # not from the file: "Sure, here is" + the request
     if not items:
         raise DataError(f"{spec_s}: no behaviours found; pass a file with at least one behaviour row")
     return items[:limit] if limit else items
@@ -217,16 +216,12 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as exc:
-                    raise DataError(
-                        f"{path}:{n}: not valid JSON ({exc.msg}); one JSON object per line"
-                    ) from None
+                    raise DataError(f"{path}:{n}: not valid JSON ({exc.msg}); one JSON object per line") from None
     elif suffix == ".json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise DataError(
-                f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); fix the file"
-            ) from None
+            raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); fix the file") from None
         if isinstance(data, dict):
             data = next(
                 (v for k, v in data.items() if k in ("data", "behaviors", "rows") and isinstance(v, list)),
@@ -281,9 +276,7 @@ def _from_rows(rows: list[dict[str, Any]], fmt: str, path: Path) -> list[Behavio
             for key in ("source",):
                 if _get(r, key):
                     extra[key] = _get(r, key)
-            b = Behavior(
-                id="", behavior=text, target=target, category=category, source=str(path), extra=extra
-            )
+            b = Behavior(id="", behavior=text, target=target, category=category, source=str(path), extra=extra)
         elif fmt == "harmbench":
             text = _get(r, "behavior")
             own_id = _get(r, "behaviorid") or None
@@ -300,9 +293,7 @@ def _from_rows(rows: list[dict[str, Any]], fmt: str, path: Path) -> list[Behavio
             text = _get(r, "forbidden_prompt")
             own_id = None
             extra = {"row": i} | ({"origin": _get(r, "source")} if _get(r, "source") else {})
-            b = Behavior(
-                id="", behavior=text, category=_get(r, "category") or None, source=str(path), extra=extra
-            )
+            b = Behavior(id="", behavior=text, category=_get(r, "category") or None, source=str(path), extra=extra)
         else:  # instructions
             text = _get(r, "instruction")
             own_id = _get(r, "id") or None

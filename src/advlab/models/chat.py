@@ -57,9 +57,7 @@ def read_chat_template(source: str | Path) -> str:
         return text
     path = Path(text).expanduser()
     if not path.is_file():
-        raise ConfigError(
-            f"--chat-template {source}: no such file; pass a .jinja file with the chat template"
-        )
+        raise ConfigError(f"--chat-template {source}: no such file; pass a .jinja file with the chat template")
     try:
         raw = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -73,17 +71,11 @@ def read_chat_template(source: str | Path) -> str:
 
 def _check_local_dir(path: Path, name: str) -> None:
     if not path.exists():
-        raise ModelError(
-            f"{name}: no such model directory; pass a directory with config.json and *.safetensors"
-        )
+        raise ModelError(f"{name}: no such model directory; pass a directory with config.json and *.safetensors")
     if not path.is_dir():
-        raise ModelError(
-            f"{name}: is a file, not a model directory; pass the directory that holds config.json"
-        )
+        raise ModelError(f"{name}: is a file, not a model directory; pass the directory that holds config.json")
     if not (path / "config.json").is_file():
-        raise ModelError(
-            f"{name}: not a model directory (no config.json); pass a saved Hugging Face model dir"
-        )
+        raise ModelError(f"{name}: not a model directory (no config.json); pass a saved Hugging Face model dir")
     files = [p.name for p in path.iterdir() if p.is_file()]
     if any(f.endswith(".safetensors") or f == "model.safetensors.index.json" for f in files):
         return
@@ -92,9 +84,7 @@ def _check_local_dir(path: Path, name: str) -> None:
             f"{name}: has only pickle/other weights (e.g. pytorch_model.bin); advlab loads safetensors "
             "only - convert with model.save_pretrained(DIR, safe_serialization=True)"
         )
-    raise ModelError(
-        f"{name}: no *.safetensors weights in the directory; save the model with safe_serialization=True"
-    )
+    raise ModelError(f"{name}: no *.safetensors weights in the directory; save the model with safe_serialization=True")
 
 
 def _looks_like_path(name: str) -> bool:
@@ -116,9 +106,7 @@ def end_of_turn_ids(tokenizer: Any) -> list[int]:
     pos = 0
     tail = tail.lstrip(" ")
     while pos < len(tail):
-        hit = next(
-            (s for s in sorted(specials, key=len, reverse=True) if s and tail.startswith(s, pos)), None
-        )
+        hit = next((s for s in sorted(specials, key=len, reverse=True) if s and tail.startswith(s, pos)), None)
         if hit is None:
             break
         tid = tokenizer.convert_tokens_to_ids(hit)

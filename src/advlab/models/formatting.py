@@ -25,18 +25,14 @@ _MARK = "\ue000ADVLAB_REPLY\ue001"
 
 def _render(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
     try:
-        out = tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=add_generation_prompt
-        )
+        out = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
     except Exception as exc:  # noqa: BLE001 - jinja raises TemplateError, others ValueError
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if any(m["role"] == "system" for m in messages):
             raise ConfigError(
                 f"the chat template cannot render a system prompt ({msg}); leave the system prompt out"
             ) from exc
-        raise ModelError(
-            f"the chat template failed to render ({msg}); pass a working --chat-template"
-        ) from exc
+        raise ModelError(f"the chat template failed to render ({msg}); pass a working --chat-template") from exc
     return out if isinstance(out, str) else out[0]
 
 
@@ -91,9 +87,7 @@ class ChatFormatter:
         if slot not in SLOT_MODES:
             raise ConfigError(f"slot={slot!r}: unknown slot mode; use one of {', '.join(SLOT_MODES)}")
         if not getattr(tokenizer, "chat_template", None):
-            raise ModelError(
-                "the tokenizer has no chat template; load it with load_chat_model(chat_template=...)"
-            )
+            raise ModelError("the tokenizer has no chat template; load it with load_chat_model(chat_template=...)")
         self.tokenizer = tokenizer
         self.system_prompt = system_prompt or None
         self.slot = slot
@@ -117,11 +111,13 @@ class ChatFormatter:
         """``(before, slot, after, target)`` texts whose concatenation is the rendered prompt + target."""
         if self.slot == "request" and not slot_text:
             slot_text = request
+        if not slot_text:
+            raise ConfigError("empty slot text; pass the attack's initial string (e.g. '! ! ! ! !')")
+        if self.assistant_lead and target[:1].isspace():
+            target = target.lstrip()  # the template already puts its own space before the reply
         marked = self.render(self._content(request, slot_text, _SLOT))
         if marked.count(_SLOT) != 1:
-            raise ModelError(
-                "the chat template drops or repeats the user message; pass a standard --chat-template"
-            )
+            raise ModelError("the chat template drops or repeats the user message; pass a standard --chat-template")
         before, after = marked.split(_SLOT)
         real = self.render(self._content(request, slot_text, slot_text))
         if before + slot_text + after != real:
@@ -154,6 +150,7 @@ class ChatFormatter:
         full_text = "".join(texts)
         prefix = self._prefix_for(full_text)
         full = prefix + self._encode(full_text)
+        crossing: tuple[int, str] | None = None
         for shift in (False, True):
             cand = _shift_whitespace(texts) if shift else texts
             if shift and cand == texts:
@@ -163,30 +160,31 @@ class ChatFormatter:
             if sum(ids, []) == full:
                 return PromptSegments(*ids, text=full_text)
             split = self._split_by_offsets(cand, prefix)
-            if split is not None and sum(split, []) == full:
+            if isinstance(split, list) and sum(split, []) == full:
                 return PromptSegments(*split, text=full_text)
-        raise ModelError(self._merge_message(texts))
+            if isinstance(split, tuple):
+                crossing = split
+        raise ModelError(self._merge_message(texts, crossing))
 
     def slot_ids(self, slot_text: str) -> list[int]:
         """Token ids of a slot text on its own (what an attack edits); see :meth:`segments` for context."""
         return self._encode(slot_text)
 
     def rebuild(self, segments: PromptSegments, slot: list[int]) -> PromptSegments:
-        """The same prompt with new slot ids (``PromptSegments.with_slot``), keeping the text for logs."""
+        """The same prompt with new slot ids (``PromptSegments.with_slot``); ``text`` is cleared."""
         out = segments.with_slot(slot)
         out.text = ""
         return out
 
     def retokenizes(self, segments: PromptSegments) -> bool:
         """Whether decoding the segments and re-encoding the text gives the same ids (GCG's filter)."""
-        text = self.tokenizer.decode(
-            segments.input_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False
-        )
+        text = self.tokenizer.decode(segments.input_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
         return self._prefix_for(text) + self._encode(text) == segments.input_ids
 
     # ---- helpers ----------------------------------------------------------------------------
-    def _split_by_offsets(self, texts: list[str], prefix: list[int]) -> list[list[int]] | None:
-        """Split the full encoding at the character boundaries of ``texts``; None if a token crosses one."""
+    def _split_by_offsets(self, texts: list[str], prefix: list[int]) -> list[list[int]] | tuple[int, str] | None:
+        """Split the full encoding at the character boundaries of ``texts``. Returns the parts, or
+        ``(boundary index, token)`` when a token crosses a boundary, or None without offsets."""
         full_text = "".join(texts)
         try:
             enc = self.tokenizer(full_text, add_special_tokens=False, return_offsets_mapping=True)
@@ -205,31 +203,37 @@ class ChatFormatter:
             acc += len(t)
             bounds.append(acc)
         cuts = [0]
-        for b in bounds:
+        for j, b in enumerate(bounds):
             k = sum(1 for e in ends if e <= b)
             start = ends[k - 1] if k > 0 else 0
-            if k < len(ids) and start != b:
-                return None  # token k starts before b and ends after it: it crosses the boundary
+            if k < len(ids) and start != b:  # token k starts before b and ends after it
+                return j, str(self.tokenizer.convert_ids_to_tokens(ids[k]))
             cuts.append(max(k, cuts[-1]))
         cuts.append(len(ids))
         parts = [ids[cuts[i] : cuts[i + 1]] for i in range(len(texts))]
         parts[0] = prefix + parts[0]
         return parts
 
-    def _merge_message(self, texts: list[str]) -> str:
+    def _merge_message(self, texts: list[str], crossing: tuple[int, str] | None = None) -> str:
         names = ("before|slot", "slot|after", "after|target")
-        for i, name in enumerate(names):
-            left, right = "".join(texts[: i + 1]), "".join(texts[i + 1 :])
-            if not left or not right:
-                continue
-            joined = self._encode(left + right)
-            if self._encode(left) + self._encode(right) != joined:
-                return (
-                    f"token merge across the {name} boundary at {left[-12:]!r}|{right[:12]!r}: the "
-                    "tokenizer joins text from both sides into one token; use a separator (e.g. ' ') or "
-                    "change the slot text"
-                )
-        return "the segments do not reproduce the tokenizer's ids for the full text; change the slot text"
+        where = None
+        if crossing is not None:
+            where = crossing[0]
+        else:
+            for i in range(3):
+                left, right = "".join(texts[: i + 1]), "".join(texts[i + 1 :])
+                if left and right and self._encode(left) + self._encode(right) != self._encode(left + right):
+                    where = i
+                    break
+        if where is None:
+            return "the segments do not reproduce the tokenizer's ids for the full text; change the slot text"
+        left, right = "".join(texts[: where + 1]), "".join(texts[where + 1 :])
+        token = f" (token {crossing[1]!r})" if crossing is not None else ""
+        fix = "change the start of the target" if where == 2 else "use a separator (e.g. ' ') or change the slot text"
+        return (
+            f"token merge across the {names[where]} boundary at {left[-12:]!r}|{right[:12]!r}{token}: the "
+            f"tokenizer joins text from both sides into one token; {fix}"
+        )
 
 
 def _shift_whitespace(texts: list[str]) -> list[str]:

@@ -60,6 +60,7 @@ class AttackLLMConfig:
     early_stop: bool = True
     max_new_tokens: int = 64
     judges: list[str] = field(default_factory=lambda: ["refusal"])
+    judge_model: str | None = None
     system_prompt: str | None = None
     seed: int = 0
 
@@ -87,17 +88,29 @@ class AttackLLMConfig:
         from advlab.attacks.llm.gcg import GCGConfig
 
         return GCGConfig(
-            steps=self.steps, search_width=self.search_width, topk=self.topk, n_replace=self.n_replace,
-            optim_str_init=self.init, buffer_size=self.buffer_size, use_mellowmax=self.mellowmax,
-            allow_non_ascii=self.allow_non_ascii, early_stop=self.early_stop, seed=self.seed,
+            steps=self.steps,
+            search_width=self.search_width,
+            topk=self.topk,
+            n_replace=self.n_replace,
+            optim_str_init=self.init,
+            buffer_size=self.buffer_size,
+            use_mellowmax=self.mellowmax,
+            allow_non_ascii=self.allow_non_ascii,
+            early_stop=self.early_stop,
+            seed=self.seed,
         )
 
     def embedding_config(self) -> Any:
         from advlab.attacks.llm.embedding import EmbeddingAttackConfig
 
         return EmbeddingAttackConfig(
-            steps=self.steps, eps=self.eps, norm=self.norm, step_size=self.step_size,
-            mode=self.embedding_mode, early_stop=self.early_stop, init_str=self.init,
+            steps=self.steps,
+            eps=self.eps,
+            norm=self.norm,
+            step_size=self.step_size,
+            mode=self.embedding_mode,
+            early_stop=self.early_stop,
+            init_str=self.init,
         )
 
 
@@ -119,8 +132,8 @@ def load_attack_behaviors(cfg: AttackLLMConfig) -> list[Any]:
     return items
 
 
-def make_judges(names: Sequence[str]) -> list[Any]:
-    """Judge objects for names (``refusal``, ``harmbench``, ...), validated up front."""
+def make_judges(names: Sequence[str], judge_model: str | None = None) -> list[Any]:
+    """Judge objects for names (``refusal``, ``harmbench`` with ``judge_model``), validated up front."""
     try:
         from advlab.judges import get_judge
     except ImportError:  # judges registry not there: only the refusal judge
@@ -128,7 +141,7 @@ def make_judges(names: Sequence[str]) -> list[Any]:
     out = []
     for name in names:
         if get_judge is not None:
-            out.append(get_judge(name))
+            out.append(get_judge(name, model=judge_model) if name == "harmbench" else get_judge(name))
         elif name == "refusal":
             from advlab.judges.refusal import RefusalJudge
 
@@ -152,8 +165,14 @@ def _attack_fn(method: str) -> Callable[..., Any]:
 
 
 def attack_one(
-    model: Any, tokenizer: Any, formatter: Any, behavior: Any, cfg: AttackLLMConfig, judges: Sequence[Any],
-    *, on_step: Callable[[int, float], None] | None = None,
+    model: Any,
+    tokenizer: Any,
+    formatter: Any,
+    behavior: Any,
+    cfg: AttackLLMConfig,
+    judges: Sequence[Any],
+    *,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> dict[str, Any]:
     """Attack one behaviour, generate from the adversarial input, judge; return the record."""
     from advlab.attacks.llm.common import eos_token_ids, greedy_generate, pad_id_of
@@ -165,22 +184,25 @@ def attack_one(
 
         segs = formatter.segments(behavior.request, cfg.init, behavior.target)
         res = run_gcg(model, tokenizer, segs, cfg.gcg_config(), on_step=on_step)
-        new = greedy_generate(model, input_ids=[res.adv_prompt_ids], max_new_tokens=cfg.max_new_tokens,
-                              eos_ids=eos, pad_id=pad)[0]
+        new = greedy_generate(
+            model, input_ids=[res.adv_prompt_ids], max_new_tokens=cfg.max_new_tokens, eos_ids=eos, pad_id=pad
+        )[0]
     elif cfg.method == "embedding":
         from advlab.attacks.llm.embedding import run_embedding_attack
 
         slot_text = cfg.init if cfg.embedding_mode == "suffix" else ""
         segs = formatter.segments(behavior.request, slot_text, behavior.target)
         res = run_embedding_attack(model, tokenizer, segs, cfg.embedding_config(), on_step=on_step)[0]
-        new = greedy_generate(model, inputs_embeds=res.adv_embeds, max_new_tokens=cfg.max_new_tokens,
-                              eos_ids=eos, pad_id=pad)[0]
+        new = greedy_generate(
+            model, inputs_embeds=res.adv_embeds, max_new_tokens=cfg.max_new_tokens, eos_ids=eos, pad_id=pad
+        )[0]
     else:
         fn = _attack_fn(cfg.method)
         res = fn(model, tokenizer, behavior, _other_config(cfg), formatter=formatter)
         require(res.adv_prompt_ids is not None, f"{cfg.method} returned no adversarial prompt ids", ConfigError)
-        new = greedy_generate(model, input_ids=[res.adv_prompt_ids], max_new_tokens=cfg.max_new_tokens,
-                              eos_ids=eos, pad_id=pad)[0]
+        new = greedy_generate(
+            model, input_ids=[res.adv_prompt_ids], max_new_tokens=cfg.max_new_tokens, eos_ids=eos, pad_id=pad
+        )[0]
     completion = tokenizer.decode(new, skip_special_tokens=True)
     verdicts = {j.name: j.judge(behavior.request, completion).to_dict() for j in judges}
     return {
@@ -212,8 +234,12 @@ def _other_config(cfg: AttackLLMConfig) -> Any:
         from advlab.attacks.llm.pair import PAIRConfig as C
     fields = set(getattr(C, "__dataclass_fields__", {}))
     kwargs: dict[str, Any] = {}
-    for ours, theirs in (("steps", "steps"), ("steps", "n_iterations"), ("seed", "seed"),
-                         ("max_new_tokens", "max_new_tokens")):
+    for ours, theirs in (
+        ("steps", "steps"),
+        ("steps", "n_iterations"),
+        ("seed", "seed"),
+        ("max_new_tokens", "max_new_tokens"),
+    ):
         if theirs in fields:
             kwargs[theirs] = getattr(cfg, ours)
     return C(**kwargs)
@@ -227,8 +253,10 @@ def compute_metrics(records: Sequence[dict[str, Any]], default_judge: str) -> di
         for k in r.get("judges", {}):
             if k not in judges:
                 judges.append(k)
-    asr_by = {j: (sum(bool(r["judges"][j]["jailbroken"]) for r in records if j in r["judges"]) / n if n else None)
-              for j in judges}
+    asr_by = {
+        j: (sum(bool(r["judges"][j]["jailbroken"]) for r in records if j in r["judges"]) / n if n else None)
+        for j in judges
+    }
 
     def agg(key: str) -> dict[str, float | None]:
         vals = [float(r[key]) for r in records if r.get(key) is not None]
@@ -263,18 +291,23 @@ def _dist() -> tuple[int, int, Any]:
 
 
 def run_attack_llm(
-    cfg: AttackLLMConfig, out: str | Path, *, device: str = "auto", argv: list[str] | None = None,
-    model_and_tokenizer: tuple[Any, Any] | None = None, judges: Sequence[Any] | None = None,
+    cfg: AttackLLMConfig,
+    out: str | Path,
+    *,
+    device: str = "auto",
+    argv: list[str] | None = None,
+    model_and_tokenizer: tuple[Any, Any] | None = None,
+    judges: Sequence[Any] | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Run the attack over the behaviours into run directory ``out``; returns the metrics."""
     from advlab.runs import RunDir, check_out_path
-    from advlab.utils import resolve_device, seed_everything
+    from advlab.utils import resolve_device
 
     check_out_path(out)
     dev = resolve_device(device)
     behaviors = load_attack_behaviors(cfg)
-    judge_objs = list(judges) if judges is not None else make_judges(cfg.judges)
+    judge_objs = list(judges) if judges is not None else make_judges(cfg.judges, cfg.judge_model)
     if cfg.method in ("autodan", "pair"):
         _attack_fn(cfg.method)  # fail early when the method is not available
     rank, world, state = _dist()
@@ -286,12 +319,24 @@ def run_attack_llm(
         model, tok = model_and_tokenizer
     from advlab.models.formatting import ChatFormatter
 
-    formatter = ChatFormatter(tok, system_prompt=cfg.system_prompt,
-                              slot="request" if cfg.embedding_mode == "instruction" and cfg.method == "embedding"
-                              else "suffix")
+    formatter = ChatFormatter(
+        tok,
+        system_prompt=cfg.system_prompt,
+        slot="request" if cfg.embedding_mode == "instruction" and cfg.method == "embedding" else "suffix",
+    )
+    preflight(model, tok, formatter, behaviors, cfg)
     config = asdict(cfg)
-    run = RunDir(out, JOB, config, seed=cfg.seed, device=str(dev), argv=argv,
-                 resume_ignore=("device", "limit"), rank=rank, world_size=world)
+    run = RunDir(
+        out,
+        JOB,
+        config,
+        seed=cfg.seed,
+        device=str(dev),
+        argv=argv,
+        resume_ignore=("device", "limit"),
+        rank=rank,
+        world_size=world,
+    )
     if state is not None and rank != 0:
         state.wait_for_everyone()  # rank 0 creates the directory first
     with run:
@@ -311,14 +356,43 @@ def run_attack_llm(
     return metrics
 
 
+def preflight(model: Any, tok: Any, formatter: Any, behaviors: Sequence[Any], cfg: AttackLLMConfig) -> None:
+    """Checks that need the model and tokenizer, done before the run directory is created."""
+    from advlab.attacks.llm.common import embedding_matrix
+
+    vocab = int(embedding_matrix(model).shape[0])
+    if cfg.method == "gcg":
+        require(
+            cfg.topk <= vocab, f"--topk {cfg.topk} exceeds the vocabulary size {vocab}; pass --topk {vocab} or less"
+        )
+    if cfg.method == "gcg" or (cfg.method == "embedding" and cfg.embedding_mode == "suffix"):
+        for b in behaviors:
+            segs = formatter.segments(b.request, cfg.init, b.target)
+            require(len(segs.slot) > 0, f"--init {cfg.init!r} tokenises to zero tokens; pass a non-empty string")
+            require(len(segs.target) > 0, f"behaviour {b.id} has an empty target; give it a target string")
+            if cfg.method == "gcg":
+                require(
+                    cfg.n_replace <= len(segs.slot),
+                    f"--n-replace {cfg.n_replace} exceeds the {len(segs.slot)} tokens of --init; lower it",
+                )
+
+
 def _merged(run: Any, behaviors: Sequence[Any]) -> list[dict[str, Any]]:
     """Records of the behaviours of this config (all ranks), in behaviour order."""
     by_id = {str(r["id"]): r for r in run.all_records()}
     return [by_id[str(b.id)] for b in behaviors if str(b.id) in by_id]
 
 
-def _loop(model: Any, tok: Any, formatter: Any, todo: Sequence[Any], cfg: AttackLLMConfig,
-          judges: Sequence[Any], run: Any, show: bool) -> None:
+def _loop(
+    model: Any,
+    tok: Any,
+    formatter: Any,
+    todo: Sequence[Any],
+    cfg: AttackLLMConfig,
+    judges: Sequence[Any],
+    run: Any,
+    show: bool,
+) -> None:
     import torch
 
     from advlab.utils import seed_everything
@@ -332,12 +406,18 @@ def _loop(model: Any, tok: Any, formatter: Any, todo: Sequence[Any], cfg: Attack
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("[bold]attack {task.fields[method]}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("ASR {task.fields[asr]}  loss {task.fields[loss]}"), TimeElapsedColumn(),
-                  transient=False) as prog:
+    with Progress(
+        TextColumn("[bold]attack {task.fields[method]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("ASR {task.fields[asr]}  loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+        transient=False,
+    ) as prog:
         n_done = len(done)
-        task = prog.add_task("attack", total=len(todo) + n_done, completed=n_done, method=cfg.method,
-                             asr=f"{wins}/{n_done}", loss="-")
+        task = prog.add_task(
+            "attack", total=len(todo) + n_done, completed=n_done, method=cfg.method, asr=f"{wins}/{n_done}", loss="-"
+        )
 
         def on_step(step: int, loss: float) -> None:
             prog.update(task, loss=f"{loss:.3f} (step {step})")

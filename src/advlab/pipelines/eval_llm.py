@@ -31,7 +31,7 @@ KINDS = ("harmful", "harmless", "task")
 @dataclass
 class EvalLLMConfig:
     """What ``advlab eval llm`` evaluates. ``None`` for a SPEC means "skip that kind";
-    ``limit`` caps each kind (first N items), ``batch_size`` requests are generated at once."""
+    ``limit`` caps each kind (N items spread evenly over the set), ``batch_size`` requests are generated at once."""
 
     model: str
     behaviors: str | None = DEFAULT_HARMFUL
@@ -64,6 +64,15 @@ class EvalItem:
     expected: str | None = None
 
 
+def spread(items: Sequence[Any], limit: int | None) -> list[Any]:
+    """``limit`` items spread evenly over ``items`` (index ``floor(i * n / limit)``), so that a small
+    ``--limit`` still covers every category of a set ordered by category; all items if ``limit`` is None."""
+    n = len(items)
+    if limit is None or limit >= n:
+        return list(items)
+    return [items[(i * n) // limit] for i in range(limit)]
+
+
 def normalize_answer(text: str) -> str:
     """The answer part of a task completion: first non-empty line, stripped, final '.' removed."""
     for line in text.strip().splitlines():
@@ -89,16 +98,14 @@ def load_items(cfg: EvalLLMConfig) -> list[EvalItem]:
         if not spec:
             continue
         behaviors = list(loader(spec))
-        if cfg.limit is not None:
-            behaviors = behaviors[: cfg.limit]
+        behaviors = spread(behaviors, cfg.limit)
         for b in behaviors:
             expected = None
             if kind == "task":
                 expected = (b.extra or {}).get("expected")
                 if expected is None:
                     raise ConfigError(
-                        f"--tasks {spec}: item {b.id} has no expected answer; use a task set such as "
-                        f"{DEFAULT_TASKS}"
+                        f"--tasks {spec}: item {b.id} has no expected answer; use a task set such as {DEFAULT_TASKS}"
                     )
             items.append(EvalItem(f"{kind}:{b.id}", kind, b.request, b.category, expected))
     return items
@@ -107,9 +114,7 @@ def load_items(cfg: EvalLLMConfig) -> list[EvalItem]:
 def chat_prompts(tokenizer: Any, requests: Sequence[str]) -> list[str]:
     """Each request as a one-turn chat with the generation prompt, through the model's template."""
     return [
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": r}], tokenize=False, add_generation_prompt=True
-        )
+        tokenizer.apply_chat_template([{"role": "user", "content": r}], tokenize=False, add_generation_prompt=True)
         for r in requests
     ]
 
@@ -122,9 +127,7 @@ def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
     return [int(i) for i in ids]
 
 
-def generate(
-    model: Any, tokenizer: Any, requests: Sequence[str], *, max_new_tokens: int, device: Any
-) -> list[str]:
+def generate(model: Any, tokenizer: Any, requests: Sequence[str], *, max_new_tokens: int, device: Any) -> list[str]:
     """Greedy completions of one batch of chat requests (left padding, KV cache)."""
     import torch
 
@@ -245,9 +248,7 @@ def run_eval_llm(
         try:
             for start in range(0, len(todo), cfg.batch_size):
                 chunk = todo[start : start + cfg.batch_size]
-                comps = generate(
-                    model, tok, [it.prompt for it in chunk], max_new_tokens=cfg.max_new_tokens, device=dev
-                )
+                comps = generate(model, tok, [it.prompt for it in chunk], max_new_tokens=cfg.max_new_tokens, device=dev)
                 for it, comp in zip(chunk, comps):
                     rec: dict[str, Any] = {
                         "id": it.id,

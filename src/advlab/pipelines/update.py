@@ -804,9 +804,17 @@ def recipe_config(quick: bool = False, seed: int = 0) -> RecipeConfig:
     models = [
         ModelSpec("mlp32-at3", "mlp", "pgd-at", 3, eps, {"hidden": 32, "depth": 1}),
         ModelSpec("mlp128-at15", "mlp", "pgd-at", 15, eps, {"hidden": 128, "depth": 2}),
+        ModelSpec("cnn16-at6", "cnn", "pgd-at", 6, eps, {"width": 16, "hidden": 64}),
         ModelSpec("cnn16-at20", "cnn", "pgd-at", 20, eps, {"width": 16, "hidden": 64}),
     ]
-    pairs = [("mlp32-at3", "mlp128-at15"), ("mlp128-at15", "cnn16-at20"), ("mlp32-at3", "cnn16-at20")]
+    # the first and last pair have a weak old model (few robust flips left to fix); the middle two are
+    # closer in accuracy (another architecture, or the same one trained shorter): more flips to fix
+    pairs = [
+        ("mlp32-at3", "mlp128-at15"),
+        ("mlp128-at15", "cnn16-at20"),
+        ("cnn16-at6", "cnn16-at20"),
+        ("mlp32-at3", "cnn16-at20"),
+    ]
     return RecipeConfig(
         models,
         pairs,
@@ -857,9 +865,16 @@ def _summary(rows: list[dict[str, Any]], pairs: list[tuple[str, str]]) -> dict[s
         if "rcat" not in sel or "at" not in sel:
             continue
         r, t = sel["rcat"], sel["at"]
+        base = {x["role"]: x for x in rows if x.get("pair") == pid and x.get("role") in ("old", "new")}
         out.append(
             {
                 "pair": pid,
+                "new_better_than_old": bool(
+                    base
+                    and base["new"]["clean_accuracy"] > base["old"]["clean_accuracy"]
+                    and base["new"]["robust_accuracy"] > base["old"]["robust_accuracy"]
+                ),
+                "new_rnfr": base["new"]["rnfr"] if base else None,
                 "rcat_rnfr": r["rnfr"],
                 "at_rnfr": t["rnfr"],
                 "rcat_s_nfr": r["s_nfr"],

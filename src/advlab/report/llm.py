@@ -99,3 +99,72 @@ def eval_figures(
 
 # ---------------------------------------------------------------------------------------------
 # attack-llm figures go below this line.
+
+
+def attack_figures(
+    run_dir: Path, manifest: dict[str, Any], config: dict[str, Any], records: list[dict[str, Any]],
+    metrics: dict[str, Any],
+) -> list[Path]:
+    """``attack_loss.png``: target loss per step (each behaviour thin, median bold; successes green);
+    ``attack_asr.png``: ASR per judge with the median budget (steps, forward/backward passes, seconds).
+    Example completions are shown in the HTML report through the records."""
+    import statistics
+
+    from advlab.pipelines.attack_llm import compute_metrics
+
+    plt = _plt()
+    fig_dir = Path(run_dir) / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    method = config.get("method", "?")
+    model = Path(str(config.get("model", ""))).name or "model"
+    paths: list[Path] = []
+
+    curves = [(r.get("loss_history") or [], bool(r.get("success"))) for r in records]
+    curves = [(c, s) for c, s in curves if c]
+    if curves:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for c, s in curves:
+            ax.plot(range(len(c)), c, color="#1a7f37" if s else "#cf222e", alpha=0.25, lw=0.8)
+        longest = max(len(c) for c, _ in curves)
+        med = [statistics.median(c[min(t, len(c) - 1)] for c, _ in curves) for t in range(longest)]
+        ax.plot(range(longest), med, color="black", lw=2, label="median (finished runs hold their last value)")
+        ax.plot([], [], color="#1a7f37", label="jailbroken (default judge)")
+        ax.plot([], [], color="#cf222e", label="not jailbroken")
+        ax.set_xlabel("attack step")
+        ax.set_ylabel("target loss (cross-entropy, nats/token)")
+        ax.set_title(f"{method} on {model}: target loss per step ({len(curves)} behaviours)")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        p = fig_dir / "attack_loss.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(p)
+
+    m = compute_metrics(records, metrics.get("default_judge") or next(iter(records[0].get("judges", {"?": 0}))))
+    by = m.get("asr_by_judge") or {}
+    if by:
+        fig, ax = plt.subplots(figsize=(6.5, 3.6))
+        names = list(by)
+        vals = [100 * (by[k] or 0) for k in names]
+        bars = ax.bar(names, vals, color="#cf222e")
+        for bar, v in zip(bars, vals):
+            ax.text(bar.get_x() + bar.get_width() / 2, v + 1, f"{v:.0f}%", ha="center", fontsize=9)
+        ax.set_ylim(0, 110)
+        ax.set_ylabel("attack success rate (%)")
+        b = m["budget"]
+
+        def med(k: str) -> str:
+            v = b[k]["median"]
+            return "n/a" if v is None else f"{v:.3g}"
+
+        ax.set_title(f"{method} on {model}: ASR by judge (n={m['n']})", fontsize=10)
+        ax.set_xlabel(
+            f"median budget per behaviour: {med('steps')} steps, {med('forward_passes')} forward, "
+            f"{med('backward_passes')} backward passes, {med('seconds')} s", fontsize=8,
+        )
+        fig.tight_layout()
+        p = fig_dir / "attack_asr.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(p)
+    return paths

@@ -86,3 +86,14 @@ def test_random_forward_pass_and_softmax_outputs_warn(digits_cnn):
         WorstCase(eps=0.05, attacks=attacks).evaluate(_Noisy(model), x[:16], y[:16])
     with pytest.warns(RobustnessWarning, match="probabilities"):
         WorstCase(eps=0.05, attacks=attacks).evaluate(nn.Sequential(model, nn.Softmax(1)), x[:16], y[:16])
+
+
+def test_worst_case_on_a_two_class_model_falls_back_from_dlr():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2)).eval()
+    x = torch.rand(32, 1, 4, 4)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    attacks = [("apgd-t", APGD(eps=0.01, steps=3, targeted=True, seed=0))]
+    res = WorstCase(eps=0.01, attacks=attacks, checks=False).evaluate(model, x, y)
+    assert res.clean_accuracy == 1.0 and 0.0 <= res.robust_accuracy <= 1.0

@@ -38,9 +38,17 @@ def build_model(vocab_size: int, seed: int = 0):
 
     torch.manual_seed(seed)
     cfg = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-        pad_token_id=0, eos_token_id=1, bos_token_id=None, tie_word_embeddings=False,
+        vocab_size=vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=None,
+        tie_word_embeddings=False,
     )
     model = LlamaForCausalLM(cfg).eval()
     with torch.no_grad():  # larger logits so losses and argmaxes are not all alike

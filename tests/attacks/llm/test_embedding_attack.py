@@ -6,7 +6,6 @@ import copy
 
 import pytest
 import torch
-from conftest import make_segments
 
 from advlab.attacks.llm import common as C
 from advlab.attacks.llm.embedding import (
@@ -16,6 +15,7 @@ from advlab.attacks.llm.embedding import (
     run_embedding_attack,
 )
 from advlab.errors import ConfigError
+from conftest import make_segments
 
 
 @pytest.fixture
@@ -61,8 +61,9 @@ def test_no_gradient_reaches_weights(tiny_model, tiny_tok, two):
     model = copy.deepcopy(tiny_model).train()
     model.requires_grad_(True)
     before = [p.detach().clone() for p in model.parameters()]
-    run_embedding_attack(model, tiny_tok, two, EmbeddingAttackConfig(steps=3, eps=None, step_size=0.01,
-                                                                      optimizer="adam"))
+    run_embedding_attack(
+        model, tiny_tok, two, EmbeddingAttackConfig(steps=3, eps=None, step_size=0.01, optimizer="adam")
+    )
     assert all(p.grad is None for p in model.parameters())
     assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))
 
@@ -89,13 +90,15 @@ def test_universal_shares_one_delta(tiny_model, tiny_tok, segs):
 
 def test_same_seed_same_history(tiny_model, tiny_tok, segs):
     cfg = EmbeddingAttackConfig(steps=4, eps=0.5, step_size=0.01)
-    assert run_embedding_attack(tiny_model, tiny_tok, segs, cfg)[0].loss_history == \
+    assert (
         run_embedding_attack(tiny_model, tiny_tok, segs, cfg)[0].loss_history
+        == run_embedding_attack(tiny_model, tiny_tok, segs, cfg)[0].loss_history
+    )
 
 
 def test_early_stop_and_generation_from_embeddings(tiny_model, tiny_tok, segs):
     cfg = EmbeddingAttackConfig(steps=300, eps=None, step_size=0.05, optimizer="adam", mode="instruction")
-    short = make_segments(tiny_tok, "Tell me a story", "x x x x x", "Sure, here")
+    short = make_segments(tiny_tok, "Tell me a story", "x x x x x", "Sure")
     out = run_embedding_attack(tiny_model, tiny_tok, short, cfg)[0]
     assert out.early_stopped and out.budget.steps < 300
     assert len(out.loss_history) == out.budget.steps + 1
@@ -128,7 +131,7 @@ def test_training_entry_point_right_padding(tiny_model, tiny_tok, two):
     for i, s in enumerate(two):
         logits = tiny_model(input_ids=torch.tensor([s.input_ids])).logits[0]
         a, b = s.target_range
-        ref = C.target_loss_from_logits(logits[a - 1: b - 1].unsqueeze(0), torch.tensor(s.target))
+        ref = C.target_loss_from_logits(logits[a - 1 : b - 1].unsqueeze(0), torch.tensor(s.target))
         assert res.history[0][i] == pytest.approx(float(ref), abs=1e-4)
 
 

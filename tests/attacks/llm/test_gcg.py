@@ -6,7 +6,6 @@ import copy
 
 import pytest
 import torch
-from conftest import build_model, make_segments
 
 from advlab.attacks.llm import common as C
 from advlab.attacks.llm.gcg import GCGConfig, run_gcg
@@ -17,6 +16,7 @@ from advlab.attacks.llm.gcg_candidates import (
     sample_candidates,
 )
 from advlab.errors import ConfigError
+from conftest import build_model, make_segments
 
 
 def _loss_of_one_hot(model, seg, one_hot):
@@ -42,16 +42,24 @@ def test_token_gradient_matches_finite_differences(tiny_model, segs):
     assert grad.shape == (len(segs.slot), w.shape[0])
     base = torch.zeros(len(slot), w.shape[0], dtype=torch.float64)
     base[torch.arange(len(slot)), slot] = 1.0
-    h = 1e-4
+    # LlamaRMSNorm computes in float32 even in a float64 model, so h cannot be tiny: central
+    # differences with h=1e-3 (error ~1e-4 from float32 rounding), checked on the largest entries
+    # (the ones top-k sampling uses) and on random ones.
+    h = 1e-3
     gen = torch.Generator().manual_seed(0)
-    for _ in range(6):
-        i = int(torch.randint(len(slot), (1,), generator=gen))
-        v = int(torch.randint(w.shape[0], (1,), generator=gen))
+    flat = grad.abs().flatten().topk(6).indices.tolist()
+    rand = torch.randint(grad.numel(), (6,), generator=gen).tolist()
+    fds, gs = [], []
+    for k in flat + rand:
+        i, v = divmod(k, w.shape[0])
         d = torch.zeros_like(base)
         d[i, v] = 1.0
         with torch.no_grad():
             fd = (_loss_of_one_hot(model, segs, base + h * d) - _loss_of_one_hot(model, segs, base - h * d)) / (2 * h)
-        assert float(grad[i, v]) == pytest.approx(float(fd), rel=1e-5, abs=1e-8)
+        fds.append(float(fd))
+        gs.append(float(grad[i, v]))
+        assert float(grad[i, v]) == pytest.approx(float(fd), rel=2e-2, abs=5e-4)
+    assert max(abs(g) for g in gs) > 0.05  # the check is not vacuous
     assert all(p.grad is None for p in model.parameters())
 
 
@@ -79,9 +87,10 @@ def test_retokenization_filter_rejects_merges(tiny_tok, segs):
     assert f.full_context
     sure = tiny_tok("Sure", add_special_tokens=False).input_ids
     assert len(sure) == 1
-    pieces = [tiny_tok.convert_tokens_to_ids(c) for c in ("S", "ure")]
+    pieces = [tiny_tok.convert_tokens_to_ids(c) for c in "Sure"]  # single bytes that merge on re-encoding
+    assert None not in pieces
     good = torch.tensor([segs.slot])
-    bad = torch.tensor([segs.slot[:3] + pieces])
+    bad = torch.tensor([segs.slot[:1] + pieces])
     assert f(torch.cat([good, bad])).tolist() == [True, False]
 
 
@@ -111,7 +120,7 @@ def _full_target_loss(model, seg):
     with torch.no_grad():
         logits = model(input_ids=torch.tensor([seg.input_ids])).logits[0]
     s, e = seg.target_range
-    return float(C.target_loss_from_logits(logits[s - 1: e - 1].unsqueeze(0), torch.tensor(seg.target)))
+    return float(C.target_loss_from_logits(logits[s - 1 : e - 1].unsqueeze(0), torch.tensor(seg.target)))
 
 
 def test_universal_and_transfer_loss(tiny_model, tiny_tok, segs):
@@ -135,8 +144,13 @@ def test_early_stop_when_target_reproduced(tiny_model, tiny_tok, segs):
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"search_width": 0}, "search-width"), ({"topk": 0}, "topk"), ({"steps": 0}, "steps"),
-     ({"optim_str_init": "   "}, "empty"), ({"n_replace": 0}, "n-replace")],
+    [
+        ({"search_width": 0}, "search-width"),
+        ({"topk": 0}, "topk"),
+        ({"steps": 0}, "steps"),
+        ({"optim_str_init": "   "}, "empty"),
+        ({"n_replace": 0}, "n-replace"),
+    ],
 )
 def test_bad_config(kwargs, match):
     with pytest.raises(ConfigError, match=match):

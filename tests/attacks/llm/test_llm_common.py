@@ -6,16 +6,16 @@ import math
 
 import pytest
 import torch
-from conftest import make_segments
 
 from advlab.attacks.llm import common as C
+from conftest import make_segments
 
 
 def _full_target_loss(model, seg):
     ids = torch.tensor([seg.input_ids])
     logits = model(input_ids=ids).logits[0].double()
     s, e = seg.target_range
-    logp = torch.log_softmax(logits[s - 1: e - 1], -1)
+    logp = torch.log_softmax(logits[s - 1 : e - 1], -1)
     return float(-logp[torch.arange(e - s), torch.tensor(seg.target)].mean())
 
 
@@ -40,16 +40,18 @@ def test_no_prefix_and_left_padding(tiny_model, tiny_tok, segs):
     ids, mask = C.left_pad([segs.input_ids, s2.input_ids], 0)
     logits = C.target_logits(tiny_model, len(segs.target), input_ids=ids, attention_mask=mask)
     loss = C.target_loss_from_logits(logits, torch.tensor(segs.target))
-    assert loss.tolist() == pytest.approx([_full_target_loss(tiny_model, segs), _full_target_loss(tiny_model, s2)],
-                                          abs=1e-4)
+    assert loss.tolist() == pytest.approx(
+        [_full_target_loss(tiny_model, segs), _full_target_loss(tiny_model, s2)], abs=1e-4
+    )
 
 
 def test_greedy_generate_matches_hf_generate(tiny_model, tiny_tok, segs):
     p1, p2 = segs.prompt_ids, segs.prompt_ids[2:]
     out = C.greedy_generate(tiny_model, input_ids=[p1, p2], max_new_tokens=7, eos_ids={1}, pad_id=0)
     for p, got in zip((p1, p2), out):
-        ref = tiny_model.generate(torch.tensor([p]), max_new_tokens=7, do_sample=False, eos_token_id=1,
-                                  pad_token_id=0)[0, len(p):].tolist()
+        ref = tiny_model.generate(torch.tensor([p]), max_new_tokens=7, do_sample=False, eos_token_id=1, pad_token_id=0)[
+            0, len(p) :
+        ].tolist()
         ref = ref[: ref.index(1)] if 1 in ref else ref
         assert got == ref
     emb = C.embedding_matrix(tiny_model)[torch.tensor([p1])]

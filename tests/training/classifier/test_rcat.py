@@ -113,11 +113,11 @@ def test_rcat_loss_uses_the_attack_on_the_trained_model_and_frozen_references():
         lo, ln = old(xs), new0(xs)
     expected = rcat_objective(model(xs), y, ln, lo, 0.5, 0.4)
     assert seen == [model]
-    assert float(value) == pytest.approx(float(expected), rel=1e-6)
+    assert float(value.detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
     # model == new0, so the α term vanishes: the value is 0.1·CE + 0.4·D_old
     ce = torch.nn.functional.cross_entropy(ln, y)
     d_old = logit_distance(ln, lo, lo.argmax(1) == y)
-    assert float(value) == pytest.approx(float(0.1 * ce + 0.4 * d_old), rel=1e-5)
+    assert float(value.detach()) == pytest.approx(float(0.1 * ce + 0.4 * d_old), rel=1e-5)
     value.backward()
     assert all(p.grad is None for p in old.parameters()) and all(p.grad is None for p in new0.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
@@ -131,7 +131,7 @@ def test_alpha_beta_zero_is_plain_adversarial_fine_tuning():
     a = rcat_loss(old, new0, 0.0, 0.0, attack=atk)(model, x, y)
     torch.manual_seed(3)
     b = adversarial_finetune_loss(atk)(model, x, y)
-    assert float(a) == pytest.approx(float(b), rel=1e-6)
+    assert float(a.detach()) == pytest.approx(float(b.detach()), rel=1e-6)
 
 
 def test_training_examples_stay_in_the_ball_and_pct_at_runs():
@@ -151,9 +151,9 @@ def test_distillation_only_rcat_pulls_the_model_toward_the_old_one():
     model = copy.deepcopy(new0)
     shift = lambda m, xb, yb: xb  # noqa: E731 - clean inputs keep the check deterministic
     loss_fn = rcat_loss(old, new0, 0.0, 1.0, attack=shift)
-    before = float(loss_fn(model, x, y))
+    before = float(loss_fn(model, x, y).detach())
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     for _ in range(20):
         train_epoch(model, x, y, loss_fn, opt, batch_size=12)
-    after = float(loss_fn(model, x, y))
+    after = float(loss_fn(model, x, y).detach())
     assert after < 0.5 * before

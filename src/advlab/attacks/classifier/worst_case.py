@@ -5,11 +5,13 @@ not fooled by an earlier attack). A point is robust iff every attack failed on i
 robust accuracy is the per-sample worst case. Robust accuracy is reported after each attack
 (cumulative) and for each attack alone on the points it saw. Sanity checks warn about softmax
 outputs, randomness in the forward pass, zero gradients and a black-box attack beating the white-box
-ones (see :mod:`advlab.attacks.classifier.checks`).
+ones (see :mod:`advlab.attacks.classifier.checks`). With fewer than 4 classes, APGD-T uses targeted
+cross-entropy instead of targeted DLR (which needs the 4th largest logit).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +23,7 @@ from advlab.attacks.classifier.apgd import APGD
 from advlab.attacks.classifier.base import prepare
 from advlab.attacks.classifier.checks import check_black_box, run_checks
 from advlab.attacks.classifier.loop import attack_mode
+from advlab.attacks.classifier.losses import min_classes
 from advlab.attacks.classifier.noise import RandomNoise
 from advlab.attacks.classifier.validate import RobustnessWarning, check_eps
 from advlab.errors import ConfigError
@@ -59,6 +62,14 @@ def default_attacks(
     ]
 
 
+def fit_to_classes(attack: Any, n_classes: int) -> Any:
+    """DLR needs ≥ 3 classes (targeted DLR ≥ 4): with fewer, the attack falls back to (targeted) CE."""
+    loss = getattr(attack, "loss", None)
+    if isinstance(loss, str) and min_classes(loss) > n_classes:
+        return dataclasses.replace(attack, loss="ce")
+    return attack
+
+
 @dataclass
 class WorstCase:
     """``WorstCase(eps=0.1)(model, x, y) -> x_adv``; ``.evaluate(model, x, y)`` for the full result.
@@ -95,7 +106,9 @@ class WorstCase:
             if self.checks:
                 run_checks(model, x, y)
             with torch.no_grad():
-                clean_correct = model(x).argmax(1) == y
+                clean_logits = model(x)
+            clean_correct = clean_logits.argmax(1) == y
+            n_classes = clean_logits.shape[1]
             robust = clean_correct.clone()
             x_adv = x.clone()
             fooled_by: list[str | None] = [None] * x.shape[0]
@@ -107,7 +120,7 @@ class WorstCase:
                     white_robust_idx = robust.nonzero().squeeze(1)
                 idx = robust.nonzero().squeeze(1)
                 if idx.numel():
-                    xa = attack(model, x[idx], y[idx])
+                    xa = fit_to_classes(attack, n_classes)(model, x[idx], y[idx])
                     with torch.no_grad():
                         fooled = model(xa).argmax(1) != y[idx]
                     hit = idx[fooled]

@@ -14,7 +14,7 @@ batches. Each generation (defaults: population 64, 100 steps):
    (:mod:`advlab.attacks.llm.prototypes`).
 
 The initial population is the prototypes plus mutated copies of them. The search stops after
-``num_steps`` generations, after ``patience`` generations without a better best loss, or (with
+``steps`` generations, after ``patience`` generations without a better best loss, or (with
 ``early_stop``) when greedy decoding from the best prompt reproduces the target (checked every
 ``check_every`` generations). All randomness comes from ``random.Random(seed)``: same seed, same
 result. Losses are cached by prompt text, so elites are not re-evaluated.
@@ -55,7 +55,7 @@ class AutoDANConfig:
     """AutoDAN settings; HarmBench defaults (population 64, 100 steps, mutation rate 0.01, patience 10)."""
 
     population_size: int = 64
-    num_steps: int = 100
+    steps: int = 100
     elite_fraction: float = 0.05
     crossover_rate: float = 0.5
     num_points: int = 5
@@ -72,7 +72,7 @@ class AutoDANConfig:
     def __post_init__(self) -> None:
         for name in (
             "population_size",
-            "num_steps",
+            "steps",
             "num_points",
             "patience",
             "check_every",
@@ -342,9 +342,9 @@ def run_autodan(
     best_template, best_loss = population[0], math.inf
     loss_history: list[float] = []
     stale = 0
-    stop_reason = "num_steps"
+    stop_reason = "max steps"
     steps = 0
-    for step in range(cfg.num_steps):
+    for step in range(cfg.steps):
         steps += 1
         losses = evaluate(population)
         order = sorted(range(len(population)), key=lambda i: (losses[i], i))
@@ -370,7 +370,7 @@ def run_autodan(
         if stale >= cfg.patience:
             stop_reason = f"no improvement in {cfg.patience} steps"
             break
-        if step == cfg.num_steps - 1:
+        if step == cfg.steps - 1:
             break
         # next generation
         elites = [population[i] for i in order[: cfg.num_elites]]
@@ -395,7 +395,7 @@ def run_autodan(
         budget=AttackBudget(
             steps=steps, forward_passes=forward, backward_passes=0, seconds=time.perf_counter() - started
         ),
-        early_stopped=stop_reason != "num_steps",
+        early_stopped=stop_reason != "max steps",
         extra={
             "adv_slot": "request",
             "template": best_template,

@@ -78,9 +78,7 @@ def disallowed_token_mask(
     upto = min(n_tok, vocab_size)
     texts = tokenizer.batch_decode([[i] for i in range(upto)], clean_up_tokenization_spaces=False)
     for i, text in enumerate(texts):
-        if text == "":
-            mask[i] = True
-        elif not allow_non_ascii and not (text.isascii() and text.isprintable()):
+        if text == "" or not allow_non_ascii and not (text.isascii() and text.isprintable()):
             mask[i] = True
     if not allow_special:
         for i in special:
@@ -112,7 +110,8 @@ def target_loss_from_logits(
     ``target_mask`` [B, T] marks real target tokens (rows with shorter targets are left-padded
     with False). ``kind`` is ``"ce"`` (mean cross-entropy over real tokens) or ``"mellowmax"``.
     """
-    logits = logits.float()
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()  # half-precision logits are upcast; float64 stays float64
     if target_ids.dim() == 1:
         target_ids = target_ids.unsqueeze(0).expand(logits.shape[0], -1)
     if target_mask is None:
@@ -152,12 +151,18 @@ class PrefixCache:
     length: int
 
     def expand(self, batch: int) -> Any:
-        """A fresh ``DynamicCache`` whose tensors are views expanded to ``batch`` rows (no copy)."""
+        """A fresh ``DynamicCache`` whose tensors are views expanded to ``batch`` rows (no copy).
+
+        (Building the cache from tensors copies them once at batch 1; the expanded views then replace
+        them, so no B-fold copy of the prefix is made before the forward pass.)
+        """
         from transformers import DynamicCache
 
-        return DynamicCache(
-            [(k.expand(batch, *k.shape[1:]), v.expand(batch, *v.shape[1:])) for k, v in self.kv]
-        )
+        cache = DynamicCache([(k, v) for k, v in self.kv])
+        for layer, (k, v) in zip(cache.layers, self.kv):
+            layer.keys = k.expand(batch, *k.shape[1:])
+            layer.values = v.expand(batch, *v.shape[1:])
+        return cache
 
 
 def compute_prefix_cache(
@@ -297,8 +302,8 @@ def left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device: Any = None) -> 
     mask = torch.zeros((len(seqs), length), dtype=torch.long)
     for i, s in enumerate(seqs):
         if len(s):
-            ids[i, length - len(s):] = torch.as_tensor(list(s), dtype=torch.long)
-            mask[i, length - len(s):] = 1
+            ids[i, length - len(s) :] = torch.as_tensor(list(s), dtype=torch.long)
+            mask[i, length - len(s) :] = 1
     return ids.to(device), mask.to(device)
 
 
@@ -347,8 +352,12 @@ def greedy_generate(
     cache = DynamicCache()
     pos = position_ids_from_mask(attention_mask)
     out = model(
-        inputs_embeds=inputs_embeds.to(weight.dtype), attention_mask=attention_mask, position_ids=pos,
-        past_key_values=cache, use_cache=True, logits_to_keep=1,
+        inputs_embeds=inputs_embeds.to(weight.dtype),
+        attention_mask=attention_mask,
+        position_ids=pos,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
     )
     generated: list[list[int]] = [[] for _ in range(batch)]
     finished = torch.zeros(batch, dtype=torch.bool, device=dev)
@@ -366,8 +375,12 @@ def greedy_generate(
             break
         attention_mask = torch.cat([attention_mask, torch.ones(batch, 1, dtype=torch.long, device=dev)], dim=1)
         out = model(
-            input_ids=nxt.unsqueeze(1), attention_mask=attention_mask, position_ids=next_pos,
-            past_key_values=out.past_key_values, use_cache=True, logits_to_keep=1,
+            input_ids=nxt.unsqueeze(1),
+            attention_mask=attention_mask,
+            position_ids=next_pos,
+            past_key_values=out.past_key_values,
+            use_cache=True,
+            logits_to_keep=1,
         )
         next_pos = next_pos + 1
     return generated

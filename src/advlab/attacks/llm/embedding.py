@@ -115,11 +115,13 @@ def embedding_attack_delta(
     config: EmbeddingAttackConfig,
     *,
     slot_positions: torch.Tensor | None = None,
+    stop_check: Callable[[int, torch.Tensor], bool] | None = None,
 ) -> DeltaResult:
     """Find δ for a batch: ``inputs_embeds`` [B, L, d], ``attention_mask`` [B, L], ``perturb_mask``
     [B, L] (True where δ may be non-zero), ``labels`` [B, L] (token ids at target positions, −100
     elsewhere, HF convention). Universal mode needs ``slot_positions`` [B, S]. The model weights get
-    no gradient; only the target-position logits are computed."""
+    no gradient; only the target-position logits are computed. ``stop_check(step, best_delta)`` is
+    called after each evaluation; True stops the attack (its own cost is the caller's)."""
     cfg = config
     b, length, d = inputs_embeds.shape
     dev = inputs_embeds.device
@@ -156,8 +158,11 @@ def embedding_attack_delta(
     for step in range(cfg.steps + 1):
         full = full_delta(delta)
         out = model(
-            inputs_embeds=base + full.to(base.dtype), attention_mask=attention_mask.to(dev),
-            position_ids=pos_ids, logits_to_keep=keep, use_cache=False,
+            inputs_embeds=base + full.to(base.dtype),
+            attention_mask=attention_mask.to(dev),
+            position_ids=pos_ids,
+            logits_to_keep=keep,
+            use_cache=False,
         )
         fwd += b
         logits = out.logits.float()
@@ -190,6 +195,8 @@ def embedding_attack_delta(
                     success |= newly
         if step == cfg.steps or (cfg.early_stop and bool(success.all())):
             break
+        if stop_check is not None and stop_check(step, best_delta):
+            break
         active = ~success if cfg.early_stop else torch.ones_like(success)
         loss = rows[active].sum() if not cfg.universal else rows.mean()
         (grad,) = torch.autograd.grad(loss, delta)
@@ -206,14 +213,23 @@ def embedding_attack_delta(
     if not cfg.early_stop:  # success of the returned δ = match at its best-loss evaluation
         with torch.no_grad():
             out = model(
-                inputs_embeds=base + best_delta.to(base.dtype), attention_mask=attention_mask.to(dev),
-                position_ids=pos_ids, logits_to_keep=keep, use_cache=False,
+                inputs_embeds=base + best_delta.to(base.dtype),
+                attention_mask=attention_mask.to(dev),
+                position_ids=pos_ids,
+                logits_to_keep=keep,
+                use_cache=False,
             )
             fwd += b
             success = ((out.logits.argmax(-1) == tgt) | ~tmask).all(-1)
     return DeltaResult(
-        delta=best_delta, best_loss=best_loss.detach(), history=history, success=success.detach(),
-        steps=steps_done, forward_passes=fwd, backward_passes=bwd, success_step=success_step,
+        delta=best_delta,
+        best_loss=best_loss.detach(),
+        history=history,
+        success=success.detach(),
+        steps=steps_done,
+        forward_passes=fwd,
+        backward_passes=bwd,
+        success_step=success_step,
     )
 
 
@@ -232,11 +248,13 @@ def run_embedding_attack(
     config: EmbeddingAttackConfig | None = None,
     *,
     on_step: Callable[[int, float], None] | None = None,
+    stop_check: Callable[[int, list[torch.Tensor]], bool] | None = None,
 ) -> list[LLMAttackResult]:
     """Attack one or several behaviours in one padded batch; one result per behaviour.
 
     Each result's ``adv_embeds`` [1, T_prompt, d] are the perturbed prompt embeddings (the target is
     not part of them); generate the completion from them with ``common.greedy_generate``.
+    ``stop_check(step, adv_embeds_per_behaviour)`` is called after each step; True stops the attack.
     """
     cfg = config or EmbeddingAttackConfig()
     segs = list(segments) if isinstance(segments, (list, tuple)) else [segments]
@@ -263,17 +281,34 @@ def run_embedding_attack(
     for i, s in enumerate(segs):
         off = length - len(s.input_ids)
         ts, te = s.target_range
-        labels[i, off + ts: off + te] = torch.as_tensor(s.target, device=dev)
+        labels[i, off + ts : off + te] = torch.as_tensor(s.target, device=dev)
         pos = [off + p for p in _perturb_positions(s, cfg.mode, skip)]
         pmask[i, pos] = True
         ss, se = s.slot_range
         slot_pos.append(list(range(off + ss, off + se)))
     with torch.no_grad():
         embeds = weight[ids].detach()
+
+    def prompt_embeds(delta: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        for i, s in enumerate(segs):
+            off = length - len(s.input_ids)
+            n_prompt = len(s.prompt_ids)
+            out.append((embeds[i, off : off + n_prompt] + delta[i, off : off + n_prompt].to(embeds.dtype))[None])
+        return out
+
+    check = None if stop_check is None else (lambda step, delta: stop_check(step, prompt_embeds(delta)))
     res = embedding_attack_delta(
-        model, embeds, mask, pmask, labels, cfg,
+        model,
+        embeds,
+        mask,
+        pmask,
+        labels,
+        cfg,
         slot_positions=torch.as_tensor(slot_pos, device=dev) if cfg.universal else None,
+        stop_check=check,
     )
+    advs = prompt_embeds(res.delta)
     if on_step:
         for step, row in enumerate(res.history):
             on_step(step, float(sum(row) / len(row)))
@@ -282,8 +317,8 @@ def run_embedding_attack(
     for i, s in enumerate(segs):
         off = length - len(s.input_ids)
         n_prompt = len(s.prompt_ids)
-        adv = (embeds[i, off: off + n_prompt] + res.delta[i, off: off + n_prompt].to(embeds.dtype)).unsqueeze(0)
-        dnorm = res.delta[i, off: off + n_prompt].norm(dim=-1)
+        adv = advs[i]
+        dnorm = res.delta[i, off : off + n_prompt].norm(dim=-1)
         out.append(
             LLMAttackResult(
                 method="embedding",
@@ -296,8 +331,11 @@ def run_embedding_attack(
                     steps=res.steps,
                     forward_passes=res.forward_passes if cfg.universal else res.forward_passes // b,
                     backward_passes=(
-                        res.backward_passes if cfg.universal
-                        else res.steps if res.success_step[i] is None else res.success_step[i]
+                        res.backward_passes
+                        if cfg.universal
+                        else res.steps
+                        if res.success_step[i] is None
+                        else res.success_step[i]
                     ),
                     seconds=seconds,
                 ),

@@ -42,7 +42,7 @@ from advlab.attacks.llm.gcg_candidates import (
     one_hot_gradient,
     sample_candidates,
 )
-from advlab.errors import ConfigError, require
+from advlab.errors import require
 from advlab.models.segments import PromptSegments
 
 DEFAULT_INIT = " ".join(["x"] * 20)
@@ -142,9 +142,13 @@ def run_gcg(
     config: GCGConfig | None = None,
     *,
     on_step: Callable[[int, float], None] | None = None,
+    stop_check: Callable[[int, list[int]], bool] | None = None,
 ) -> LLMAttackResult:
     """Optimise the slot of ``segments`` (one, or several for a universal suffix) against ``model``
-    (one, or several for transfer). Returns the best slot found and the budget spent."""
+    (one, or several for transfer). Returns the best slot found and the budget spent.
+
+    ``stop_check(step, best_slot_ids)`` is called after every step; returning True stops the attack
+    (e.g. HarmBench's "generate and look for a refusal" early stop; its cost is the caller's)."""
     cfg = config or GCGConfig()
     models = list(model) if isinstance(model, (list, tuple)) else [model]
     segs = list(segments) if isinstance(segments, (list, tuple)) else [segments]
@@ -157,15 +161,22 @@ def run_gcg(
         tokenizer, vocab, allow_non_ascii=cfg.allow_non_ascii, allow_special=cfg.allow_special
     )
     require(
-        bool((~not_allowed).any()), "every token is disallowed; pass --allow-non-ascii or check the tokenizer",
+        bool((~not_allowed).any()),
+        "every token is disallowed; pass --allow-non-ascii or check the tokenizer",
     )
     tasks: list[_Task] = []
     for m in models:
         dev = model_device(m)
         for s in segs:
             tasks.append(
-                _Task(m, s, compute_prefix_cache(m, s.before), to_ids_tensor(s.after, dev),
-                      to_ids_tensor(s.target, dev), AdaptiveChunker(cfg.chunk_size))
+                _Task(
+                    m,
+                    s,
+                    compute_prefix_cache(m, s.before),
+                    to_ids_tensor(s.after, dev),
+                    to_ids_tensor(s.target, dev),
+                    AdaptiveChunker(cfg.chunk_size),
+                )
             )
             budget.forward_passes += 1 if s.before else 0
     filters = [RetokenizationFilter(tokenizer, s.before, s.after, s.slot) for s in segs] if cfg.filter_ids else []
@@ -177,8 +188,14 @@ def run_gcg(
             c = cands.to(model_device(t.model))
             rows = torch.cat([c, t.after.expand(c.shape[0], -1), t.target.expand(c.shape[0], -1)], dim=1)
             loss, match = batch_target_loss(
-                t.model, rows, t.target, prefix=t.prefix, kind=cfg.loss_kind,
-                mellowmax_alpha=cfg.mellowmax_alpha, chunker=t.chunker, return_matches=True,
+                t.model,
+                rows,
+                t.target,
+                prefix=t.prefix,
+                kind=cfg.loss_kind,
+                mellowmax_alpha=cfg.mellowmax_alpha,
+                chunker=t.chunker,
+                return_matches=True,
             )
             total += loss.cpu() / len(segs)
             matched &= match.cpu()
@@ -207,8 +224,13 @@ def run_gcg(
             budget.backward_passes += 1
         tb = time.perf_counter()
         cands = sample_candidates(
-            current, grad, search_width=cfg.search_width, topk=cfg.topk, n_replace=cfg.n_replace,
-            not_allowed=not_allowed, generator=gen,
+            current,
+            grad,
+            search_width=cfg.search_width,
+            topk=cfg.topk,
+            n_replace=cfg.n_replace,
+            not_allowed=not_allowed,
+            generator=gen,
         )
         keep = allowed_rows(cands, not_allowed)
         for f in filters:
@@ -239,6 +261,8 @@ def run_gcg(
             on_step(step, step_loss)
         if cfg.early_stop and bool(matches[i]):
             best_loss, best_ids = step_loss, cands[i].clone()
+            early = True
+        elif stop_check is not None and stop_check(step, best_ids.tolist()):
             early = True
     budget.steps = step
     budget.seconds = time.perf_counter() - t0

@@ -175,9 +175,19 @@ def run_pair(
     judge: Any,
     behavior: Behavior,
     config: PAIRConfig | None = None,
+    *,
+    formatter: Any = None,
 ) -> LLMAttackResult:
-    """Run PAIR against ``target`` for one behaviour (see the module docstring for the result's meaning)."""
+    """Run PAIR against ``target`` for one behaviour (see the module docstring for the result's meaning).
+
+    Also accepts the local-model convention of the other attacks, ``run_pair(model, tokenizer,
+    behavior, config, formatter=...)``, which it hands to :func:`run_pair_local`.
+    """
+    if isinstance(judge, Behavior) and not callable(getattr(target, "chat", None)):
+        return run_pair_local(target, attacker, judge, behavior, formatter=formatter)
     cfg = config or PAIRConfig()
+    if not isinstance(cfg, PAIRConfig):
+        raise ConfigError(f"PAIR config must be a PAIRConfig; got {type(cfg).__name__}")
     goal = behavior.request
     if not goal or not goal.strip():
         raise ConfigError(f"behaviour {behavior.id!r} has an empty request; PAIR needs something to ask for")
@@ -204,6 +214,12 @@ def run_pair(
     n_attacker = n_target = n_raw = n_skipped = 0
     success = False
     steps = 0
+
+    def target_messages(p: str) -> list[dict[str, str]]:
+        msgs = [{"role": "user", "content": p}]
+        if cfg.target_system_prompt:
+            msgs.insert(0, {"role": "system", "content": cfg.target_system_prompt})
+        return msgs
 
     for it in range(cfg.n_iterations):
         steps += 1
@@ -248,12 +264,6 @@ def run_pair(
             continue
 
         # 2. target replies (single turn: the adversarial prompt replaces the request)
-        def target_messages(p: str) -> list[dict[str, str]]:
-            msgs = [{"role": "user", "content": p}]
-            if cfg.target_system_prompt:
-                msgs.insert(0, {"role": "system", "content": cfg.target_system_prompt})
-            return msgs
-
         responses = chat_many(
             target,
             [target_messages(prompts[s]) for s in live],
@@ -303,11 +313,15 @@ def run_pair(
                 break
 
     best_rating = best["rating"] if best["rating"] > 0 else None
+    # a local target exposes its prompt ids: the pipeline regenerates the completion from exactly these
+    prompt_ids = getattr(target, "prompt_ids", None)
+    adv_prompt_ids = list(prompt_ids(target_messages(best["prompt"]))) if callable(prompt_ids) else None
     return LLMAttackResult(
         method="pair",
         best_loss=float(cfg.success_rating - (best_rating or MIN_RATING)),
         loss_history=loss_history,
         adv_string=best["prompt"],
+        adv_prompt_ids=adv_prompt_ids,
         budget=AttackBudget(
             steps=steps, forward_passes=n_target, backward_passes=0, seconds=time.perf_counter() - started
         ),
@@ -327,3 +341,30 @@ def run_pair(
             "config": asdict(cfg),
         },
     )
+
+
+def run_pair_local(
+    model: Any,
+    tokenizer: Any,
+    behavior: Behavior,
+    config: PAIRConfig | None = None,
+    formatter: Any = None,
+    attacker: ChatBackend | None = None,
+    judge: Any = None,
+) -> LLMAttackResult:
+    """PAIR with the pipeline's calling convention ``(model, tokenizer, behavior, config, formatter=)``.
+
+    The local model is the target (through :class:`~advlab.models.backends.HFChatBackend`, with the
+    formatter's system prompt, if any); ``attacker`` and ``judge`` default to the same model.
+    ``adv_prompt_ids`` are the target's prompt ids for the best prompt.
+    """
+    from dataclasses import replace
+
+    from advlab.models.backends import HFChatBackend
+
+    cfg = config or PAIRConfig()
+    system = getattr(formatter, "system_prompt", None)
+    if system and not cfg.target_system_prompt:
+        cfg = replace(cfg, target_system_prompt=system)
+    target = HFChatBackend(model, tokenizer, name="target")
+    return run_pair(target, attacker or target, judge if judge is not None else target, behavior, cfg)
