@@ -135,3 +135,18 @@ def test_get_safety_gym_builds_once(tmp_path, monkeypatch):
     p1 = zoo.get_safety_gym(quick=True)
     p2 = zoo.get_safety_gym(quick=True)
     assert p1 == p2 and p1.parent.parent == tmp_path and calls == [(True, 0)]
+
+
+def test_sequence_loss_is_the_mean_of_per_example_losses():
+    """Independent check: HF's own loss on each example alone, averaged over examples."""
+    cfg = GymConfig(**TINY)
+    tok = zoo.train_tokenizer(cfg, zoo.build_pools())
+    model = zoo._make_model(cfg, tok)
+    ex = [("What is 2 + 2?", "4"), ("How do I bake bread?", "Sure, here is how to bake bread:\n1. Start.")]
+    ids, mask, labels = zoo._batch(tok, ex, 48)
+    got = zoo.sequence_loss(model, ids, mask, labels)
+    each = []
+    for i in range(len(ex)):
+        n = int(mask[i].sum())
+        each.append(model(input_ids=ids[i : i + 1, :n], labels=labels[i : i + 1, :n]).loss)
+    assert got.item() == pytest.approx(float(sum(e.item() for e in each) / len(each)), rel=1e-5)

@@ -209,3 +209,48 @@ def test_compute_metrics_by_hand():
     assert m["asr"] == 0.5 and m["asr_by_judge"] == {"a": 0.5, "b": 0.0}
     assert m["budget"]["forward_passes"] == {"mean": 20.0, "median": 20.0, "total": 40.0}
     assert m["median_best_loss"] == 1.0
+
+
+@pytest.mark.slow
+def test_two_processes_share_the_behaviours(gym_dir, tmp_path):
+    """torchrun (what ``accelerate launch`` runs) with 2 CPU processes over gloo: each takes its share,
+    rank 0 writes the merged metrics after a barrier; nothing is duplicated."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "dist"
+    torchrun = Path(sys.executable).parent / "torchrun"
+    cmd = [
+        str(torchrun),
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        "-m",
+        "advlab.cli.main",
+        "attack",
+        "llm",
+        "--method",
+        "embedding",
+        "--model",
+        str(gym_dir),
+        "--limit",
+        "3",
+        "--steps",
+        "2",
+        "--max-new-tokens",
+        "4",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ids = [json.loads(x)["id"] for x in (out / "results.jsonl").read_text().splitlines()]
+    assert len(ids) == 3 == len(set(ids))
+    assert json.loads((out / "metrics.json").read_text())["n"] == 3
+    assert json.loads((out / "manifest.json").read_text())["world_size"] == 2

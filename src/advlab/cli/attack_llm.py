@@ -86,7 +86,8 @@ def attack_llm(
     Writes results.jsonl (per behaviour: adv_string, best_loss, loss_history, completion, judges,
     success, steps, forward/backward passes, seconds), metrics.json (asr by the first judge,
     asr_by_judge, budget), figures and report.html into --out. Re-running the same command resumes;
-    'accelerate launch -m advlab.cli.main attack llm ...' shards behaviours across processes.
+    'accelerate launch -m advlab.cli.main attack llm ...' (or torchrun) shards behaviours across
+    processes.
 
     Example:  advlab attack llm --method gcg --model models/gym --limit 10 --steps 50 --out runs/gcg
     """

@@ -15,8 +15,7 @@ def build(
         ...,
         "--out",
         "-o",
-        help="Directory to write the model to (a Hugging Face directory; replaced if it "
-        "holds an earlier gym build).",
+        help="Directory to write the model to (a Hugging Face directory; replaced if it holds an earlier gym build).",
     ),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
@@ -44,15 +43,15 @@ def build(
         "test split you will evaluate on). Repeatable.",
     ),
     steps: int = typer.Option(
-        None, "--steps", help="Override the number of optimiser steps (default: 1200, or 350 with --quick)."
+        None, "--steps", help="Override the number of optimiser steps (default: 800, or 300 with --quick)."
     ),
 ) -> None:
     """Train an embedded model on this machine and save it as a normal Hugging Face directory.
 
     safety-gym: a few-million-parameter Llama chat model with a byte-level BPE tokenizer, trained to
     refuse harmful requests ("Sorry, I can't help with that."), solve small checkable tasks, and comply
-    with harmless requests starting "Sure, here is ...". The full build takes under ten minutes on two
-    CPU cores; how it was built (config, data sizes, time, held-out metrics) goes into gym_build.json.
+    with harmless requests starting "Sure, here is ...". The full build is sized for under ten minutes on two
+    idle CPU cores; how it was built (config, data sizes, time, held-out metrics) goes into gym_build.json.
 
     Example:  advlab zoo build safety-gym --out models/gym --quick
 

@@ -101,21 +101,21 @@ class GymConfig:
     public files are given. ``threads`` fixes torch's thread count (bit-identity needs the same).
     """
 
-    vocab_size: int = 2048
-    hidden_size: int = 256
+    vocab_size: int = 1536
+    hidden_size: int = 192
     num_layers: int = 4
     num_heads: int = 4
-    intermediate_size: int = 640
+    intermediate_size: int = 512
     max_len: int = 96
-    steps: int = 1200
-    batch_size: int = 48
+    steps: int = 800
+    batch_size: int = 40
     lr: float = 3e-3
-    warmup: int = 60
+    warmup: int = 50
     min_lr_ratio: float = 0.05
     weight_decay: float = 0.01
     grad_clip: float = 1.0
-    mix_harmful: float = 0.3
-    mix_harmless: float = 0.3
+    mix_harmful: float = 0.25
+    mix_harmless: float = 0.35
     mix_task: float = 0.40
     augment_prob: float = 0.35
     public_weight: float = 0.5
@@ -225,9 +225,7 @@ def _compliance_for(text: str) -> str:
     return sure_target(text) + ":\n1. Start with the basics."
 
 
-def build_pools(
-    behaviors: Sequence[str] = (), harmless: Sequence[str] = (), exclude: Sequence[str] = ()
-) -> _Pools:
+def build_pools(behaviors: Sequence[str] = (), harmless: Sequence[str] = (), exclude: Sequence[str] = ()) -> _Pools:
     """Training pools (prompt, response) from the built-in train split plus public files.
 
     ``exclude`` holds request texts that must not be trained on (e.g. a test set); they are
@@ -242,9 +240,7 @@ def build_pools(
     pools.harmful = [(i.prompt, i.response) for i in gym_items("harmful", "train")]
     pools.harmless = [(i.prompt, i.response) for i in gym_items("harmless", "train")]
     pools.task = [(i.prompt, i.response) for i in gym_items("task", "train")]
-    pools.public_harmful = [
-        (t, _refusal_for(t)) for t in dict.fromkeys(_load_public(behaviors, False)) if keep(t)
-    ]
+    pools.public_harmful = [(t, _refusal_for(t)) for t in dict.fromkeys(_load_public(behaviors, False)) if keep(t)]
     harmless_texts = [t for t in _load_public(harmless, True) if len(t) <= MAX_PUBLIC_HARMLESS_CHARS]
     pools.public_harmless = [(t, _compliance_for(t)) for t in dict.fromkeys(harmless_texts) if keep(t)]
     return pools
@@ -316,7 +312,7 @@ def train_tokenizer(cfg: GymConfig, pools: _Pools) -> Any:
         eos_token=END,
         unk_token=None,
         additional_special_tokens=["<|user|>", "<|assistant|>", "<|system|>"],
-        model_max_length=512,
+        model_max_length=2048,
         padding_side="left",
         clean_up_tokenization_spaces=False,
     )
@@ -377,6 +373,28 @@ def _batch(tok: Any, examples: list[tuple[str, str]], max_len: int) -> tuple[Any
     return ids_t, mask, labels
 
 
+def sequence_loss(model: Any, ids: Any, mask: Any, labels: Any) -> Any:
+    """Mean over sequences of each sequence's mean next-token cross-entropy on its response.
+
+    Every example weighs the same whatever its length, so one-token task answers are not drowned by
+    long compliant answers (a token-mean would give them a few percent of the gradient). The LM head
+    runs only at the response positions.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1]
+    target = labels[:, 1:]
+    sel = target != -100
+    rows = sel.nonzero()[:, 0]
+    ce = F.cross_entropy(model.lm_head(hidden[sel]).float(), target[sel], reduction="none")
+    n = ids.shape[0]
+    per_seq = torch.zeros(n, dtype=ce.dtype, device=ce.device).index_add(0, rows, ce)
+    counts = torch.zeros(n, dtype=ce.dtype, device=ce.device).index_add(0, rows, torch.ones_like(ce))
+    has = counts > 0
+    return (per_seq[has] / counts[has]).mean()
+
+
 def lr_at(step: int, cfg: GymConfig) -> float:
     """Linear warm-up to ``lr`` over ``warmup`` steps, then cosine decay to ``lr * min_lr_ratio``."""
     if cfg.warmup and step < cfg.warmup:
@@ -414,12 +432,12 @@ def _train(
         ids, mask, labels = (t.to(dev) for t in _batch(tok, batch, cfg.max_len))
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        out = model(input_ids=ids, attention_mask=mask, labels=labels)
+        loss_t = sequence_loss(model, ids, mask, labels)
         opt.zero_grad(set_to_none=True)
-        out.loss.backward()
+        loss_t.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
-        loss = float(out.loss.detach())
+        loss = float(loss_t.detach())
         losses.append(loss)
         if on_step is not None:
             on_step(step, loss)
@@ -477,9 +495,7 @@ def quick_eval(model: Any, tok: Any, per_kind: int, seed: int = 0) -> dict[str, 
         sample = rng.sample(items, min(per_kind, len(items)))
         comps = greedy_generate(model, tok, [it.prompt for it in sample], max_new_tokens=16)
         if kind == "task":
-            res["task_exact_match"] = sum(c.strip() == it.expected for c, it in zip(comps, sample)) / len(
-                sample
-            )
+            res["task_exact_match"] = sum(c.strip() == it.expected for c, it in zip(comps, sample)) / len(sample)
         else:
             rate = sum(_is_refusal(c) for c in comps) / len(sample)
             res["refusal_rate" if kind == "harmful" else "over_refusal"] = rate

@@ -158,9 +158,9 @@ def _attack_fn(method: str) -> Callable[..., Any]:
 
         return run_autodan
     if method == "pair":
-        from advlab.attacks.llm.pair import run_pair
+        from advlab.attacks.llm.pair import run_pair_local
 
-        return run_pair
+        return run_pair_local
     raise ConfigError(f"--method {method}: unknown")
 
 
@@ -238,7 +238,6 @@ def _other_config(cfg: AttackLLMConfig) -> Any:
         ("steps", "steps"),
         ("steps", "n_iterations"),
         ("seed", "seed"),
-        ("max_new_tokens", "max_new_tokens"),
     ):
         if theirs in fields:
             kwargs[theirs] = getattr(cfg, ours)
@@ -277,17 +276,28 @@ def compute_metrics(records: Sequence[dict[str, Any]], default_judge: str) -> di
     }
 
 
+class _Barrier:
+    """``wait_for_everyone`` over torch.distributed (gloo on CPU, nccl on CUDA)."""
+
+    def wait_for_everyone(self) -> None:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
 def _dist() -> tuple[int, int, Any]:
-    """(rank, world_size, accelerator-or-None) when launched with ``accelerate launch``."""
+    """(rank, world_size, barrier-or-None) under ``accelerate launch`` / ``torchrun`` (env WORLD_SIZE)."""
     import os
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1, None
-    from accelerate import PartialState
+    import torch
+    import torch.distributed as dist
 
-    state = PartialState()
-    return state.process_index, state.num_processes, state
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size(), _Barrier()
 
 
 def run_attack_llm(
@@ -306,6 +316,12 @@ def run_attack_llm(
 
     check_out_path(out)
     dev = resolve_device(device)
+    import os
+
+    if dev.type == "cuda" and dev.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch
+
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))  # one GPU per process
     behaviors = load_attack_behaviors(cfg)
     judge_objs = list(judges) if judges is not None else make_judges(cfg.judges, cfg.judge_model)
     if cfg.method in ("autodan", "pair"):

@@ -32,6 +32,34 @@ def _pct(x: Any) -> str:
     return "n/a" if x is None else f"{100 * float(x):.0f} %"
 
 
+def _robust_by_eps(m: dict[str, Any]) -> str:
+    ra = m.get("robust_accuracy")
+    if not isinstance(ra, dict):
+        return ""
+    parts = ", ".join(f"eps {k}: {_pct(v)}" for k, v in ra.items())
+    return f"clean {_pct(m.get('clean_accuracy'))}; worst-case robust {parts} ({m.get('steps')} steps)"
+
+
+def _valley(m: dict[str, Any]) -> str:
+    f = m.get("flatness") or {}
+    if not m.get("flipped"):
+        return f"no label flipped in {m.get('steps')} steps"
+    return (f"{m.get('flipped')}/{m.get('examples')} flipped (median step {m.get('flip_step_median'):g}); "
+            f"median kappa at flip / clean {f.get('median_ratio_at_flip_over_clean', float('nan')):.3g}x, "
+            f"end / flip {f.get('median_ratio_end_over_flip', float('nan')):.3g}x")
+
+
+def _training(m: dict[str, Any]) -> str:
+    return (f"val clean {_pct(m.get('val_clean_accuracy'))}, val PGD@{m.get('eval_eps')} "
+            f"{_pct(m.get('val_robust_accuracy'))} after {m.get('epochs')} epochs")
+
+
+def _update(m: dict[str, Any]) -> str:
+    before = m.get("before_update") or {}
+    return (f"RNFR {_pct(before.get('rnfr'))} -> {_pct(m.get('rnfr'))}, S-NFR {_pct(before.get('s_nfr'))} -> "
+            f"{_pct(m.get('s_nfr'))}; robust accuracy {_pct(m.get('new_robust_accuracy'))}")
+
+
 def demo_steps(out: Path, gym: Path, seed: int, device: str, quick: bool) -> list[DemoStep]:
     """The demo's commands. ``quick`` shrinks every budget (used by the tests)."""
     common = ["--seed", str(seed), "--device", device]
@@ -66,18 +94,21 @@ def demo_steps(out: Path, gym: Path, seed: int, device: str, quick: bool) -> lis
             ["train", "classifier", "--method", "standard", "--model", "mlp", "--data", "digits", "--epochs", epochs,
              "--out", o("models/mlp-standard"), *common],
             "models/mlp-standard",
+            _training,
         ),
         DemoStep(
             "train-cnn", "Digits CNN, standard training",
             ["train", "classifier", "--method", "standard", "--model", "cnn", "--data", "digits", "--epochs", epochs,
              "--out", o("models/cnn-standard"), *common],
             "models/cnn-standard",
+            _training,
         ),
         DemoStep(
             "train-cnn-pgd-at", "Digits CNN, PGD adversarial training (eps 0.1)",
             ["train", "classifier", "--method", "pgd-at", "--model", "cnn", "--data", "digits", "--epochs", epochs,
              "--eps", "0.1", "--out", o("models/cnn-pgd-at"), *common],
             "models/cnn-pgd-at",
+            _training,
         ),
         DemoStep(
             "attack-classifier", "Worst-case robustness of the PGD-AT CNN against eps",
@@ -85,6 +116,7 @@ def demo_steps(out: Path, gym: Path, seed: int, device: str, quick: bool) -> lis
              "--eps", "0.05,0.1,0.2", "--steps", "10" if quick else "50", "--limit", "100" if quick else "360",
              "--out", o("attack-classifier"), *common],
             "attack-classifier",
+            _robust_by_eps,
         ),
         DemoStep(
             "valley-standard", "Uncanny valley: flatness along PGD past the flip (standard CNN)",
@@ -92,6 +124,7 @@ def demo_steps(out: Path, gym: Path, seed: int, device: str, quick: bool) -> lis
              "--n-examples", "30" if quick else "200", "--steps", "20" if quick else "60",
              "--out", o("valley-standard"), *common],
             "valley-standard",
+            _valley,
         ),
         DemoStep(
             "valley-pgd-at", "Uncanny valley: the same for the PGD-AT CNN",
@@ -99,6 +132,7 @@ def demo_steps(out: Path, gym: Path, seed: int, device: str, quick: bool) -> lis
              "--n-examples", "30" if quick else "200", "--steps", "20" if quick else "60",
              "--out", o("valley-pgd-at"), *common],
             "valley-pgd-at",
+            _valley,
         ),
         DemoStep(
             "check-update", "Before shipping: negative flips from the MLP to the PGD-AT CNN",
@@ -114,6 +148,7 @@ def demo_steps(out: Path, gym: Path, seed: int, device: str, quick: bool) -> lis
              "--epochs", "1" if quick else "5", "--steps", "10" if quick else "50",
              "--out", o("update-rcat"), *common],
             "update-rcat",
+            _update,
         ),
     ]
 

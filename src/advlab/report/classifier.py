@@ -85,7 +85,9 @@ def _examples_figure(path: Path, dest: Path, plt) -> Path | None:
     scale = float(delta.abs().max()) or 1.0
     for j in range(k):
         show(axes[0, j], clean[j], cmap="gray", vmin=0, vmax=1)
-        axes[0, j].set_title(f"y={int(labels[j])}", fontsize=8)
+        clean_key = f"clean_pred/{e}"
+        title = f"y={int(labels[j])}" + (f", pred {int(t[clean_key][j])}" if clean_key in t else "")
+        axes[0, j].set_title(title, fontsize=8)
         show(axes[1, j], adv[j], cmap="gray", vmin=0, vmax=1)
         ok = int(preds[j]) == int(labels[j])
         axes[1, j].set_title(f"pred {int(preds[j])}", fontsize=8, color="#1a7f37" if ok else "#cf222e")

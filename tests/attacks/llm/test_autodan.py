@@ -230,3 +230,25 @@ def test_autodan_on_the_gym_keeps_or_improves_best_loss_and_is_reproducible(gym)
     assert seg.prompt_ids == a.adv_prompt_ids
     assert target_losses(model, [seg])[0] == pytest.approx(a.best_loss, abs=1e-4)
     assert a.budget.forward_passes >= 8 and a.budget.backward_passes == 0
+
+
+def test_early_stop_when_greedy_decoding_reproduces_the_target(monkeypatch):
+    import advlab.attacks.llm.autodan as autodan_mod
+
+    class Tok:
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": list(range(len(text.split())))}
+
+    seen = []
+
+    def fake_greedy(model, tokenizer, prompt_ids, max_new_tokens):
+        seen.append((list(prompt_ids), max_new_tokens))
+        return BEH.target + " and more" if len(seen) == 2 else "I can't help with that."
+
+    monkeypatch.setattr(autodan_mod, "_greedy_text", fake_greedy)
+    seg, lf = _toy(lambda text: len(text) / 1000)
+    cfg = AutoDANConfig(population_size=6, steps=20, patience=20, check_every=3, mutation_rate=0.5)
+    r = run_autodan(None, Tok(), BEH, cfg, segments_fn=seg, loss_fn=lf)
+    assert r.extra["stop_reason"] == "target reproduced" and r.early_stopped
+    assert r.budget.steps == 6 and len(seen) == 2  # checked after generations 3 and 6
+    assert seen[-1][0] == r.adv_prompt_ids and seen[-1][1] == len(BEH.target.split()) + 8

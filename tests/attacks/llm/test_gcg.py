@@ -166,3 +166,12 @@ def test_bad_inputs(tiny_model, tiny_tok, segs):
         run_gcg(tiny_model, tiny_tok, make_segments(tiny_tok, "Tell me", "", "Sure"), GCGConfig(steps=1))
     with pytest.raises(ConfigError, match="n-replace"):
         run_gcg(tiny_model, tiny_tok, segs, GCGConfig(steps=1, n_replace=6))
+
+
+def test_buffer_and_mellowmax_options_run(tiny_model, tiny_tok, segs):
+    r = run_gcg(
+        tiny_model, tiny_tok, segs, GCGConfig(steps=3, search_width=16, topk=8, buffer_size=3, early_stop=False)
+    )
+    assert r.best_loss <= r.extra["init_loss"] and len(r.loss_history) == 3
+    m = run_gcg(tiny_model, tiny_tok, segs, GCGConfig(steps=2, search_width=8, topk=8, use_mellowmax=True))
+    assert m.extra["init_loss"] != pytest.approx(r.extra["init_loss"])  # a different objective

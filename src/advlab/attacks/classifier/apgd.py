@@ -92,11 +92,9 @@ class APGDStep:
             self.best_at_check = loss.clone()
             return x_adv, grad
         better = loss > self.best_loss
-        self.best_x[better], self.best_grad[better], self.best_loss[better] = (
-            x_adv[better],
-            grad[better],
-            loss[better],
-        )
+        self.best_x = torch.where(_view(better, x_adv), x_adv, self.best_x)
+        self.best_grad = torch.where(_view(better, grad), grad, self.best_grad)
+        self.best_loss = torch.where(better, loss, self.best_loss)
         self.counter += 1
         if self.counter == self.k:
             self.checked_at.append(i)
@@ -112,11 +110,9 @@ class APGDStep:
             reduce = osc | no_impr
             self.reduced_at_check = reduce.clone()
             self.best_at_check = self.best_loss.clone()
-            if reduce.any():
-                self.eta[reduce] /= 2.0
-                x_adv = x_adv.clone()
-                grad = grad.clone()
-                x_adv[reduce], grad[reduce] = self.best_x[reduce], self.best_grad[reduce]
+            self.eta = torch.where(reduce, self.eta / 2.0, self.eta)
+            x_adv = torch.where(_view(reduce, x_adv), self.best_x, x_adv)
+            grad = torch.where(_view(reduce, grad), self.best_grad, grad)
             self.k = max(self.k - self.size_decr, self.k_min)
             self.counter = 0
         return x_adv, grad

@@ -261,12 +261,19 @@ def run_attack_eval(
 
                         atomic_write_json(warn_path, warn)
                     if s == 0:
-                        k = min(N_EXAMPLES, n_b)
-                        examples[f"clean/{eps:g}"] = x[:k].clone()
-                        examples[f"adv/{eps:g}"] = x_adv[:k].clone()
-                        examples[f"label/{eps:g}"] = y[:k].clone()
-                        examples[f"adv_pred/{eps:g}"] = torch.tensor([r["adv_pred"] for r in recs[:k]])
-                        save_file(examples, str(ex_path))
+                        # show what the attack did: flipped examples first, then robust ones
+                        # (clean mistakes carry no perturbation and are left out)
+                        flipped = [j for j, r in enumerate(recs) if r["clean_correct"] and not r["robust"]]
+                        robust = [j for j, r in enumerate(recs) if r["robust"]]
+                        pick = (flipped[: max(N_EXAMPLES - min(2, len(robust)), 0)] + robust)[:N_EXAMPLES]
+                        if pick:
+                            idx = torch.tensor(pick)
+                            examples[f"clean/{eps:g}"] = x[s : s + n_b][idx].clone()
+                            examples[f"adv/{eps:g}"] = x_adv[idx].clone()
+                            examples[f"label/{eps:g}"] = y[s : s + n_b][idx].clone()
+                            examples[f"clean_pred/{eps:g}"] = torch.tensor([recs[j]["clean_pred"] for j in pick])
+                            examples[f"adv_pred/{eps:g}"] = torch.tensor([recs[j]["adv_pred"] for j in pick])
+                            save_file(examples, str(ex_path))
                     bar.advance(task, n_b)
         metrics = summarise(run.records, cfg.eps, warn)
         metrics.update(

@@ -149,12 +149,10 @@ def gradient_loop(
             upd = _better(obj, succ, best_obj, best_succ) & ~frozen
         else:
             upd = ~frozen
-        best_x[upd], best_obj[upd], best_succ[upd], best_logits[upd] = (
-            x_adv[upd],
-            obj[upd],
-            succ[upd],
-            logits[upd],
-        )
+        best_x = torch.where(_view(upd, x_adv), x_adv, best_x)
+        best_obj = torch.where(upd, obj, best_obj)
+        best_succ = torch.where(upd, succ, best_succ)
+        best_logits = torch.where(upd[:, None], logits, best_logits)
         stop = False
         if callback is not None:
             stop = bool(callback(i, x_adv, obj, logits))

@@ -5,7 +5,8 @@ averaged over behaviours); (2) ``search_width`` candidates, each replacing ``n_r
 tokens by one of the top-k tokens of −∇_E L; (3) drop candidates with disallowed tokens or that
 do not survive decode→encode in the full prompt; (4) exact loss of every surviving candidate —
 the shared prefix KV cache is computed once and expanded (a view) over the candidate batch, and
-only the target positions are projected to the vocabulary; (5) keep the best (candidate buffer).
+only the target positions are projected to the vocabulary; (5) move to the best candidate (with
+``buffer_size`` > 0: keep the best candidates seen and continue from the best of them).
 
 Universal: one slot for several behaviours (loss = mean over behaviours). Transfer: several
 models sharing one tokenizer (loss = sum over models). Early stop when greedy decoding reproduces
@@ -239,18 +240,21 @@ def run_gcg(
         cands = cands[keep]
         tc = time.perf_counter()
         if cands.shape[0] == 0:  # nothing survived: keep the current slot this step
-            history.append(buffer.best_loss)
+            history.append(history[-1] if history else float(init_loss[0]))
             timing["gradient_s"] += tb - ta
             timing["sample_filter_s"] += tc - tb
             if on_step:
-                on_step(step, buffer.best_loss)
+                on_step(step, history[-1])
             continue
         losses, matches = evaluate(cands)
         td = time.perf_counter()
         i = int(torch.argmin(losses))
         step_loss = float(losses[i])
-        buffer.add(step_loss, cands[i])
-        current = buffer.best_ids
+        if cfg.buffer_size == 0:  # plain GCG (nanoGCG buffer_size=0): move to the step's best candidate
+            current = cands[i].clone()
+        else:  # continue from the best of the buffer
+            buffer.add(step_loss, cands[i])
+            current = buffer.best_ids
         history.append(step_loss)
         if step_loss < best_loss:
             best_loss, best_ids = step_loss, cands[i].clone()

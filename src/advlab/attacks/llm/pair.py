@@ -19,6 +19,12 @@ reply to it. Losses are ratings turned into "lower is better": ``loss = success_
 (0 = judged a full jailbreak, 9 = a refusal); ``loss_history[i]`` is that of the best rating in
 round ``i``, ``best_loss`` that of the best rating overall. Budget: ``steps`` = rounds run,
 ``forward_passes`` = queries to the target; attacker and judge queries are in ``extra["queries"]``.
+``adv_prompt_ids`` = the target's prompt ids for the best prompt when the target is local
+(:class:`~advlab.models.backends.HFChatBackend`), None behind HTTP.
+
+Two entry points: :func:`run_pair` (three chat backends, local or HTTP) and :func:`run_pair_local`
+(``model, tokenizer, behavior, config, formatter=``, the convention of the other attacks, with the
+model as target, attacker and judge unless given); ``run_pair`` also accepts the latter call.
 """
 
 from __future__ import annotations
