@@ -24,6 +24,7 @@ lint: $(BIN)/advlab
 	$(BIN)/ruff check src tests benchmarks
 
 bench: $(BIN)/advlab
+	bash benchmarks/setup_peers.sh
 	$(BIN)/python benchmarks/run_all.py
 
 clean:

@@ -77,9 +77,10 @@ def test_config_differs_names_the_keys(tmp_path):
     out = tmp_path / "run"
     with _run(out):
         pass
-    with pytest.raises(RunDirError, match=r"different config \(a, nested\.b\)"):
-        with _run(out, cfg={"a": 2, "nested": {"b": 3}}):
-            pass
+    with pytest.raises(RunDirError, match=r"different config \(a, nested\.b\)"), _run(
+        out, cfg={"a": 2, "nested": {"b": 3}}
+    ):
+        pass
     # keys declared as ignorable may change on resume
     with _run(out, cfg={"a": 1, "nested": {"b": 2}, "device": "cuda"}, resume_ignore=("device",)):
         pass
@@ -104,9 +105,8 @@ def test_lock_refuses_a_second_writer_and_stale_locks_are_taken_over(tmp_path):
     p.start()
     try:
         assert ready.wait(10)
-        with pytest.raises(RunDirError, match="in use by process"):
-            with _run(out):
-                pass
+        with pytest.raises(RunDirError, match="in use by process"), _run(out):
+            pass
     finally:
         release.set()
         p.join(10)
@@ -119,9 +119,8 @@ def test_lock_refuses_a_second_writer_and_stale_locks_are_taken_over(tmp_path):
 def test_out_that_is_a_file_is_refused_before_anything_is_written(tmp_path):
     f = tmp_path / "file"
     f.write_text("x")
-    with pytest.raises(RunDirError, match="is a file"):
-        with _run(f):
-            pass
+    with pytest.raises(RunDirError, match="is a file"), _run(f):
+        pass
     assert f.read_text() == "x"
 
 
@@ -129,7 +128,8 @@ def test_job_mismatch_refused(tmp_path):
     out = tmp_path / "run"
     with _run(out):
         pass
-    with pytest.raises(RunDirError, match="holds a 'test-job' run"):
-        with RunDir(out, "other-job", {"a": 1, "nested": {"b": 2}}):
-            pass
+    with pytest.raises(RunDirError, match="holds a 'test-job' run"), RunDir(
+        out, "other-job", {"a": 1, "nested": {"b": 2}}
+    ):
+        pass
     assert yaml.safe_load((out / "config.yaml").read_text())["a"] == 1

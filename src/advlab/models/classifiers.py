@@ -84,7 +84,9 @@ class SmallResNet(nn.Module):
         super().__init__()
         c = input_shape[0]
         self.stem = nn.Sequential(nn.Conv2d(c, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
-        self.blocks = nn.Sequential(_Block(width, width, 1), _Block(width, 2 * width, 2), _Block(2 * width, 4 * width, 2))
+        self.blocks = nn.Sequential(
+            _Block(width, width, 1), _Block(width, 2 * width, 2), _Block(2 * width, 4 * width, 2)
+        )
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.fc = nn.Linear(4 * width, num_classes)
 
@@ -168,7 +170,9 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> nn.
     weights = Path(path) / "model.safetensors"
     if not weights.exists():
         raise ModelError(f"{path} has no model.safetensors; advlab loads weights from safetensors only")
-    model = build_classifier(meta["arch"], tuple(meta["input_shape"]), int(meta["num_classes"]), **meta.get("kwargs", {}))
+    model = build_classifier(
+        meta["arch"], tuple(meta["input_shape"]), int(meta["num_classes"]), **meta.get("kwargs", {})
+    )
     try:
         model.load_state_dict(load_file(str(weights), device="cpu"))
     except RuntimeError as exc:

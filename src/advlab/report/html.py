@@ -26,9 +26,11 @@ FIGURE_MAKERS: dict[str, str] = {
 }
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;
+color:#222;padding:0 1rem}
 h1{font-size:1.6rem;margin-bottom:.2rem} h2{margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
-table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem} td,th{border:1px solid #ddd;padding:.25rem .6rem;text-align:left;vertical-align:top}
+table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
+td,th{border:1px solid #ddd;padding:.25rem .6rem;text-align:left;vertical-align:top}
 th{background:#f5f5f5} .muted{color:#777;font-size:.85rem} img{max-width:100%;border:1px solid #eee;margin:.5rem 0}
 pre{white-space:pre-wrap;background:#f8f8f8;padding:.4rem;margin:0;font-size:.8rem;max-height:12rem;overflow:auto}
 .ok{color:#1a7f37;font-weight:600} .bad{color:#cf222e;font-weight:600}
@@ -65,7 +67,8 @@ def _records_table(records: list[dict[str, Any]], limit: int = 20) -> str:
         for k in keys:
             v = r.get(k, "")
             text = _fmt(v)
-            cells.append(f"<td><pre>{html.escape(text)}</pre></td>" if len(text) > 60 else f"<td>{html.escape(text)}</td>")
+            cell = f"<pre>{html.escape(text)}</pre>" if len(text) > 60 else html.escape(text)
+            cells.append(f"<td>{cell}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     more = f"<p class='muted'>showing {min(limit, len(records))} of {len(records)} records</p>"
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>{more}"
