@@ -17,7 +17,8 @@ DeviceOpt = typer.Option(
 
 
 def out_option(help_text: str = "Run directory to write (created; re-running the same command resumes).") -> Path:
-    return typer.Option(..., "--out", "-o", help=help_text, file_okay=False, dir_okay=True)
+    # no file_okay check here: click would print a multi-line usage box; RunDir gives one line, exit 2
+    return typer.Option(..., "--out", "-o", help=help_text)
 
 
 def argv() -> list[str]:

@@ -630,6 +630,19 @@ def load_exclusions(specs: Sequence[str]) -> list[str]:
     return _load_public(specs, False) if specs else []
 
 
+def _recipe_hash() -> str:
+    """A short hash of the gym's recipe (this module and the built-in data), so that a cached build
+    made by another version of advlab is never reused."""
+    import hashlib
+
+    from advlab.data import gym as gym_data
+
+    h = hashlib.sha256()
+    for path in (Path(__file__), Path(gym_data.__file__)):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:10]
+
+
 def get_safety_gym(quick: bool = False, seed: int = 0) -> Path:
     """Path of a cached gym build in :func:`advlab.utils.cache_dir` (built on first use)."""
     from filelock import FileLock
@@ -638,7 +651,7 @@ def get_safety_gym(quick: bool = False, seed: int = 0) -> Path:
 
     root = cache_dir() / "zoo"
     root.mkdir(parents=True, exist_ok=True)
-    out = root / f"safety-gym-{'quick' if quick else 'full'}-s{seed}"
+    out = root / f"safety-gym-{'quick' if quick else 'full'}-s{seed}-{_recipe_hash()}"
     with FileLock(str(out) + ".lock"):
         if not (out / "model.safetensors").exists():
             build_safety_gym(out, quick=quick, seed=seed)
