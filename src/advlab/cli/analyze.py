@@ -193,3 +193,50 @@ def reproduce_valley(
             info(f"{key}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                         for k, v in comp[key].items()))
     done(out)
+
+
+def llm_valley(
+    model: Path = typer.Option(..., "--model", "-m", help="A chat-model directory (e.g. the safety gym)."),
+    behaviors: str = typer.Option(
+        ..., "--behaviors", help="Behaviours with targets: a file or builtin:NAME (e.g. builtin:gym-harmful-test)."
+    ),
+    method: str = typer.Option("gcg", "--method", help="Attack whose trajectory is followed: gcg or embedding."),
+    steps: int = typer.Option(20, "--steps", help="Attack steps per behaviour (no early stop; recorded every step)."),
+    limit: int = typer.Option(None, "--limit", help="Analyse only the first N behaviours (default: all)."),
+    layer: str = typer.Option(None, "--layer",
+                              help="Module name of the linear output head (default: the model's head, lm_head)."),
+    search_width: int = typer.Option(64, "--search-width", help="GCG candidates per step (method gcg)."),
+    eps: float = typer.Option(0.05, "--eps",
+                              help="Embedding-attack radius relative to the mean embedding norm (method embedding)."),
+    step_size: float = typer.Option(
+        1e-4, "--step-size", help="Embedding-attack signed-gradient step (method embedding)."
+    ),
+    seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    out: Path = out_option(),
+) -> None:
+    """The uncanny-valley experiment on a chat model: output-head flatness along a GCG or embedding attack.
+
+    Records one line per behaviour and step (id "EXAMPLE:STEP") with loss (target cross-entropy), flatness
+    (Σ p(1−p)‖h‖² at the target positions), kappa (relative flatness), confidence (mean max-probability),
+    flipped (greedy decoding reproduces the target; checked at every step, it costs no extra forward pass)
+    and flip_step (first flipped step, null if none).
+
+    Example: advlab analyze llm-valley --model gym --behaviors builtin:gym-harmful-test --method gcg --out runs/v
+    """
+    from advlab.analysis.llm_flatness import run_llm_valley_job
+    from advlab.utils import resolve_device
+
+    dev = resolve_device(device)
+    m = run_llm_valley_job(model, behaviors, out, method=method.lower(), steps=steps, limit=limit, layer=layer,
+                           search_width=search_width, eps=eps, step_size=step_size, seed=seed, device=dev,
+                           argv=argv())
+    info(f"{m['examples']} behaviours ({m['method']}): {m['flips'][m['method']]} flipped, "
+         f"{m['never_flipped']} never flipped")
+    if m.get("note"):
+        info(f"[yellow]{m['note']}[/yellow]")
+    else:
+        f = m["flatness"]
+        info(f"median flip step {m['flip_step_median']:g}; median flatness before / at / after the flip: "
+             f"{f['median_before_flip']} / {f['median_at_flip']} / {f['median_after_flip']}")
+    done(out)

@@ -48,6 +48,7 @@ COMMANDS: dict[tuple[str | None, str], str] = {
     (None, "check-update"): "advlab.cli.update:check_update",
     ("analyze", "flatness"): "advlab.cli.analyze:flatness",
     ("analyze", "valley"): "advlab.cli.analyze:valley",
+    ("analyze", "llm-valley"): "advlab.cli.analyze:llm_valley",
     ("analyze", "hessian"): "advlab.cli.analyze:hessian",
     ("reproduce", "valley"): "advlab.cli.analyze:reproduce_valley",
     ("reproduce", "rcat"): "advlab.cli.update:reproduce_rcat",

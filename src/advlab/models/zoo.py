@@ -643,7 +643,7 @@ def _recipe_hash() -> str:
     return h.hexdigest()[:10]
 
 
-def get_safety_gym(quick: bool = False, seed: int = 0) -> Path:
+def get_safety_gym(quick: bool = False, seed: int = 0, progress: bool = False) -> Path:
     """Path of a cached gym build in :func:`advlab.utils.cache_dir` (built on first use)."""
     from filelock import FileLock
 
@@ -654,7 +654,7 @@ def get_safety_gym(quick: bool = False, seed: int = 0) -> Path:
     out = root / f"safety-gym-{'quick' if quick else 'full'}-s{seed}-{_recipe_hash()}"
     with FileLock(str(out) + ".lock"):
         if not (out / "model.safetensors").exists():
-            build_safety_gym(out, quick=quick, seed=seed)
+            build_safety_gym(out, quick=quick, seed=seed, progress=progress)
     return out
 
 

@@ -19,6 +19,7 @@ FIGURE_MAKERS: dict[str, str] = {
     "attack-classifier": "advlab.report.classifier:attack_figures",
     "train-classifier": "advlab.report.classifier:train_figures",
     "analyze-valley": "advlab.report.valley:valley_figures",
+    "analyze-llm-valley": "advlab.report.valley:llm_valley_figures",
     "analyze-flatness": "advlab.report.valley:flatness_figures",
     "analyze-hessian": "advlab.report.valley:hessian_figures",
     "check-update": "advlab.report.update:update_figures",

@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from advlab.analysis.valley import align_at_flip, curves, flip_steps  # noqa: E402
 
@@ -176,3 +177,42 @@ def hessian_figures(run_dir: Path, manifest: Mapping, config: Mapping, records: 
     axes[1].set_title("Convergence of the trace estimate")
     axes[1].legend(fontsize=8)
     return [_save(fig, figs / "hessian.png")]
+
+
+def llm_valley_figures(run_dir: Path, manifest: Mapping, config: Mapping, records: Sequence[dict[str, Any]],
+                       metrics: Mapping) -> list[Path]:
+    """``analyze-llm-valley``: target loss and output-head flatness per attack step for each behaviour, the
+    flip step (greedy decoding reproduces the target) marked with a dot and a dotted line; when behaviours
+    flip after step 0, a third panel aligns flatness at the flip (mean and 25–75 %)."""
+    if not records:
+        return []
+    names = sorted({str(r["example"]) for r in records})
+    index = {n: i for i, n in enumerate(names)}
+    numbered = [{**r, "example": index[str(r["example"])]} for r in records]  # the align helpers want ints
+    fs = flip_steps(numbered)
+    aligned = any(f is not None and f >= 1 for f in fs.values())
+    panels = [("loss", "target cross-entropy"), ("flatness", "Σ p(1−p)‖h‖² (output head)")]
+    fig, axes = plt.subplots(1, len(panels) + int(aligned), figsize=(5.2 * (len(panels) + int(aligned)), 4.2))
+    method = config.get("method", "?")
+    cmap = plt.get_cmap("tab10")
+    for ax, (key, label) in zip(axes, panels, strict=False):
+        for e, pts in sorted(curves(numbered, key).items()):
+            steps = sorted(pts)
+            color = cmap(e % 10)
+            ax.plot(steps, [pts[s] for s in steps], color=color, lw=1.2, label=names[e][:24])
+            f = fs.get(e)
+            if f is not None:
+                ax.axvline(f, color=color, lw=0.8, ls=":")
+                ax.plot([f], [pts[f]], "o", color=color, ms=6)
+        ax.set_xlabel(f"{method} step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(label)
+        ax.set_title(f"{label} per step (dot/dotted: flip)", fontsize=9)
+    axes[0].legend(fontsize=7)
+    if aligned:
+        _aligned_panel(axes[-1], numbered, "flatness", "Σ p(1−p)‖h‖² (output head)")
+        axes[-1].set_title("flatness aligned at the flip", fontsize=9)
+        axes[-1].legend(fontsize=7)
+    n_flip = sum(f is not None for f in fs.values())
+    fig.suptitle(f"LLM valley ({method}, layer {config.get('layer', '?')}): {n_flip}/{len(names)} behaviours flip")
+    return [_save(fig, Path(run_dir) / "figures" / "llm_valley.png")]
