@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -247,3 +248,52 @@ def load_generation_config_json(path: str | Path) -> dict[str, Any]:
         return json.loads(p.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: cannot read the generation config JSON ({_first_line(exc)})") from exc
+
+
+def generate_chat(
+    model: Any,
+    tokenizer: Any,
+    requests: Sequence[str],
+    *,
+    max_new_tokens: int,
+    device: Any = None,
+    batch_size: int | None = None,
+) -> list[str]:
+    """Greedy completions of one-turn chat requests through the model's chat template.
+
+    Left padding, KV cache, stop on the generation config's end tokens; decoded without
+    special tokens. ``batch_size`` splits long request lists (default: one batch).
+    """
+    import torch
+
+    device = device if device is not None else next(model.parameters()).device
+    stop = generation_stop_ids(model)
+    if not stop and tokenizer.eos_token_id is not None:
+        stop = [int(tokenizer.eos_token_id)]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stop[0] if stop else 0)
+    step = batch_size or max(len(requests), 1)
+    outs: list[str] = []
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        for i in range(0, len(requests), step):
+            texts = [
+                tokenizer.apply_chat_template(
+                    [{"role": "user", "content": r}], tokenize=False, add_generation_prompt=True
+                )
+                for r in requests[i : i + step]
+            ]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            with torch.no_grad():
+                out = model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    use_cache=True,
+                    eos_token_id=stop or None,
+                    pad_token_id=pad,
+                )
+            outs += [tokenizer.decode(row, skip_special_tokens=True) for row in out[:, enc["input_ids"].shape[1] :]]
+    finally:
+        tokenizer.padding_side = old_side
+    return outs

@@ -458,30 +458,9 @@ def greedy_generate(
     model: Any, tok: Any, prompts: Sequence[str], max_new_tokens: int = 32, batch_size: int = 32
 ) -> list[str]:
     """Greedy completions of chat prompts (left padding, KV cache), decoded without special tokens."""
-    import torch
+    from advlab.models.chat import generate_chat
 
-    outs: list[str] = []
-    device = next(model.parameters()).device
-    old_side = tok.padding_side
-    tok.padding_side = "left"
-    try:
-        for i in range(0, len(prompts), batch_size):
-            chunk = [_prompt_text(p) for p in prompts[i : i + batch_size]]
-            enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            with torch.no_grad():
-                gen = model.generate(
-                    **enc,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    use_cache=True,
-                    eos_token_id=tok.eos_token_id,
-                    pad_token_id=tok.pad_token_id,
-                )
-            for row in gen[:, enc["input_ids"].shape[1] :]:
-                outs.append(tok.decode(row, skip_special_tokens=True))
-    finally:
-        tok.padding_side = old_side
-    return outs
+    return generate_chat(model, tok, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
 
 
 def quick_eval(model: Any, tok: Any, per_kind: int, seed: int = 0) -> dict[str, Any]:

@@ -111,46 +111,11 @@ def load_items(cfg: EvalLLMConfig) -> list[EvalItem]:
     return items
 
 
-def chat_prompts(tokenizer: Any, requests: Sequence[str]) -> list[str]:
-    """Each request as a one-turn chat with the generation prompt, through the model's template."""
-    return [
-        tokenizer.apply_chat_template([{"role": "user", "content": r}], tokenize=False, add_generation_prompt=True)
-        for r in requests
-    ]
-
-
-def _stop_ids(model: Any, tokenizer: Any) -> list[int]:
-    ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    if ids is None:
-        ids = tokenizer.eos_token_id
-    ids = [ids] if isinstance(ids, int) else list(ids or [])
-    return [int(i) for i in ids]
-
-
 def generate(model: Any, tokenizer: Any, requests: Sequence[str], *, max_new_tokens: int, device: Any) -> list[str]:
-    """Greedy completions of one batch of chat requests (left padding, KV cache)."""
-    import torch
+    """Greedy completions of one batch of chat requests (see :func:`advlab.models.chat.generate_chat`)."""
+    from advlab.models.chat import generate_chat
 
-    texts = chat_prompts(tokenizer, requests)
-    old_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-    finally:
-        tokenizer.padding_side = old_side
-    stop = _stop_ids(model, tokenizer)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stop[0] if stop else 0)
-    with torch.no_grad():
-        out = model.generate(
-            **enc,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            use_cache=True,
-            eos_token_id=stop or None,
-            pad_token_id=pad,
-        )
-    new = out[:, enc["input_ids"].shape[1] :]
-    return [tokenizer.decode(row, skip_special_tokens=True) for row in new]
+    return generate_chat(model, tokenizer, requests, max_new_tokens=max_new_tokens, device=device)
 
 
 def default_judges() -> list[Any]:
