@@ -51,6 +51,8 @@ def gym_dir() -> Path:
 
     from advlab.models.zoo import build_safety_gym
 
+    if os.environ.get("ADVLAB_TEST_GYM"):  # a fixed build (e.g. while the gym recipe is being edited)
+        return Path(os.environ["ADVLAB_TEST_GYM"])
     cache = Path(os.environ.get("ADVLAB_TEST_CACHE", ROOT / ".pytest_cache" / "advlab"))
     cache.mkdir(parents=True, exist_ok=True)
     out = cache / f"gym-quick-{_gym_source_hash()}"

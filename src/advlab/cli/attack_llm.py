@@ -77,6 +77,77 @@ def attack_llm(
         None, "--judge-model", help="Model directory of the harmbench judge (needed with --judge harmbench)."
     ),
     system_prompt: str = typer.Option(None, "--system-prompt", help="System prompt for the chat template."),
+    universal: bool = typer.Option(
+        False,
+        "--universal",
+        help="GCG: optimise ONE suffix over all selected behaviours (mean loss) instead of one per behaviour; "
+        "each behaviour is then judged on its own completion with that shared suffix. The suffix is stored "
+        "in --out/universal_suffix.json, so a resumed run does not optimise it again.",
+    ),
+    transfer_model: list[str] = typer.Option(
+        None,
+        "--transfer-model",
+        help="GCG: also optimise the suffix on this model (summed loss), for suffixes that transfer; repeat "
+        "for several. It must share --model's tokenizer. Completions and judges still use --model.",
+    ),
+    n_streams: int = typer.Option(
+        None, "--n-streams", help="PAIR: parallel attacker conversations per behaviour (default 20)."
+    ),
+    population: int = typer.Option(
+        None, "--population", help="AutoDAN: jailbreak prompts per generation of the genetic search (default 64)."
+    ),
+    attacker_url: str = typer.Option(
+        None,
+        "--attacker-url",
+        help="PAIR: OpenAI-compatible endpoint of the attacker LLM, e.g. http://127.0.0.1:8000/v1 (needs "
+        "--attacker-model NAME). Default without --attacker-*: the attacked model attacks itself.",
+    ),
+    attacker_model: str = typer.Option(
+        None,
+        "--attacker-model",
+        help="PAIR: the attacker. With --attacker-url: the model name the endpoint serves; alone: a local "
+        "model directory or hub id.",
+    ),
+    rating_judge_url: str = typer.Option(
+        None,
+        "--rating-judge-url",
+        help="PAIR: OpenAI-compatible endpoint of the judge that rates replies 1-10 during the attack (needs "
+        "--rating-judge-model NAME). Default without --rating-judge-*: the attacked model rates itself. "
+        "The final verdicts come from --judge.",
+    ),
+    rating_judge_model: str = typer.Option(
+        None,
+        "--rating-judge-model",
+        help="PAIR: the rating judge. With --rating-judge-url: the served model name; alone: a local model "
+        "directory or hub id.",
+    ),
+    rephraser_url: str = typer.Option(
+        None,
+        "--rephraser-url",
+        help="AutoDAN: OpenAI-compatible endpoint of an LLM that mutates prompts by rephrasing them (needs "
+        "--rephraser-model NAME). Default without --rephraser-*: word-level synonym substitution.",
+    ),
+    rephraser_model: str = typer.Option(
+        None,
+        "--rephraser-model",
+        help="AutoDAN: the rephrasing LLM. With --rephraser-url: the served model name; alone: a local model "
+        "directory or hub id.",
+    ),
+    api_key_env: str = typer.Option(
+        "OPENAI_API_KEY",
+        "--api-key-env",
+        help="NAME of the environment variable holding the API key for the *-url endpoints (sent as a "
+        "Bearer token; never logged or written to --out). Unset: no key is sent (fine for local servers).",
+    ),
+    http_timeout: float = typer.Option(
+        60.0, "--http-timeout", help="Seconds to wait for one answer from a *-url endpoint."
+    ),
+    http_retries: int = typer.Option(
+        3,
+        "--http-retries",
+        help="Retries of a failed *-url request (backoff 1 s, 2 s, 4 s, ...); then the run stops with an error "
+        "and can be resumed by re-running the command.",
+    ),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
 ) -> None:
@@ -89,7 +160,17 @@ def attack_llm(
     'accelerate launch -m advlab.cli.main attack llm ...' (or torchrun) shards behaviours across
     processes.
 
-    Example:  advlab attack llm --method gcg --model models/gym --limit 10 --steps 50 --out runs/gcg
+    GCG can optimise one suffix for all behaviours (--universal) and on several models at once
+    (--transfer-model). PAIR's attacker and rating judge and AutoDAN's rephraser can be local models or
+    OpenAI-compatible endpoints (--attacker-url/--attacker-model, ...; the key comes from the variable
+    named by --api-key-env); by default PAIR's attacker and judge are the attacked model itself.
+
+    Examples:  advlab attack llm --method gcg --model models/gym --limit 10 --steps 50 --out runs/gcg
+
+      advlab attack llm --method gcg --universal --model models/gym --limit 10 --out runs/gcg-univ
+
+      advlab attack llm --method pair --model models/gym --attacker-url http://127.0.0.1:8000/v1
+      --attacker-model gym --out runs/pair
     """
     from advlab.pipelines.attack_llm import AttackLLMConfig, run_attack_llm
 
@@ -116,8 +197,21 @@ def attack_llm(
         judge_model=judge_model,
         system_prompt=system_prompt,
         seed=seed,
+        universal=universal,
+        transfer_models=list(transfer_model or []),
+        n_streams=n_streams,
+        population=population,
+        attacker_url=attacker_url,
+        attacker_model=attacker_model,
+        rating_judge_url=rating_judge_url,
+        rating_judge_model=rating_judge_model,
+        rephraser_url=rephraser_url,
+        rephraser_model=rephraser_model,
+        api_key_env=api_key_env,
+        http_timeout=http_timeout,
+        http_retries=http_retries,
     )
-    info(f"attacking {model} with {method} into {out}")
+    info(f"attacking {model} with {method}{' (universal)' if universal else ''} into {out}")
     metrics = run_attack_llm(cfg, out, device=device, argv=argv())
     asr = metrics.get("asr")
     b = metrics["budget"]

@@ -1,4 +1,4 @@
-"""Judges: refusal phrases, a HarmBench-style classifier, an LLM rating judge (PAIR).
+"""Judges: refusal phrases, a compliance heuristic, a HarmBench-style classifier, an LLM rating judge (PAIR).
 
 ``get_judge(name, **kw)`` builds one by name. The registry is open: ``register_judge(name, factory)``
 adds a judge, and modules listed in ``_LAZY`` register themselves on first use.
@@ -17,6 +17,7 @@ JUDGES: dict[str, Callable[..., Any]] = {}
 # name -> "module:attribute" of a factory (class or function), imported when first asked for
 _LAZY: dict[str, str] = {
     "refusal": "advlab.judges.refusal:RefusalJudge",
+    "compliance": "advlab.judges.compliance:ComplianceJudge",
     "harmbench": "advlab.judges:_harmbench",
     "rating": "advlab.judges.rating:RatingJudge",
 }
@@ -32,8 +33,9 @@ def judge_names() -> list[str]:
 
 
 def get_judge(name: str, **kw: Any) -> Any:
-    """A judge by name: ``refusal`` (phrase lists), ``harmbench`` (``model=DIR`` or ``model=, tokenizer=``),
-    ``rating`` (PAIR's 1-10 judge, see :mod:`advlab.judges.rating`)."""
+    """A judge by name: ``refusal`` (phrase lists), ``compliance`` (not a refusal, on topic, not degenerate;
+    a heuristic for the safety gym, see :mod:`advlab.judges.compliance`), ``harmbench`` (``model=DIR`` or
+    ``model=, tokenizer=``), ``rating`` (PAIR's 1-10 judge, see :mod:`advlab.judges.rating`)."""
     if name not in JUDGES and name in _LAZY:
         module, attr = _LAZY[name].split(":")
         try:

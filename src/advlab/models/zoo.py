@@ -114,6 +114,7 @@ class GymConfig:
     min_lr_ratio: float = 0.05
     weight_decay: float = 0.01
     grad_clip: float = 1.0
+    micro_batches: int = 2
     mix_harmful: float = 0.25
     mix_harmless: float = 0.35
     mix_task: float = 0.40
@@ -176,6 +177,7 @@ class GymConfig:
                 "augment_prob, public_weight in [0, 1]",
             ),
             (self.threads >= 1, "threads must be >= 1"),
+            (self.micro_batches >= 1, "micro_batches must be >= 1"),
             (self.eval_per_kind >= 0, "eval_per_kind must be >= 0"),
         ]
         for ok, msg in checks:
@@ -194,9 +196,10 @@ class _Pools:
     task: list[tuple[str, str]] = field(default_factory=list)
     public_harmful: list[tuple[str, str]] = field(default_factory=list)
     public_harmless: list[tuple[str, str]] = field(default_factory=list)
+    task_by_category: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
     def sizes(self) -> dict[str, int]:
-        return {k: len(v) for k, v in asdict(self).items()}
+        return {k: len(v) for k, v in asdict(self).items() if k != "task_by_category"}
 
 
 def _load_public(specs: Sequence[str], harmless: bool) -> list[str]:
@@ -239,7 +242,10 @@ def build_pools(behaviors: Sequence[str] = (), harmless: Sequence[str] = (), exc
     pools = _Pools()
     pools.harmful = [(i.prompt, i.response) for i in gym_items("harmful", "train")]
     pools.harmless = [(i.prompt, i.response) for i in gym_items("harmless", "train")]
-    pools.task = [(i.prompt, i.response) for i in gym_items("task", "train")]
+    tasks = gym_items("task", "train")
+    pools.task = [(i.prompt, i.response) for i in tasks]
+    for i in tasks:
+        pools.task_by_category.setdefault(i.category, []).append((i.prompt, i.response))
     pools.public_harmful = [(t, _refusal_for(t)) for t in dict.fromkeys(_load_public(behaviors, False)) if keep(t)]
     harmless_texts = [t for t in _load_public(harmless, True) if len(t) <= MAX_PUBLIC_HARMLESS_CHARS]
     pools.public_harmless = [(t, _compliance_for(t)) for t in dict.fromkeys(harmless_texts) if keep(t)]
@@ -267,8 +273,12 @@ def _augment(prompt: str, rng: random.Random) -> str:
 def _sample(pools: _Pools, cfg: GymConfig, rng: random.Random) -> tuple[str, str, str]:
     kinds = ("harmful", "harmless", "task")
     kind = rng.choices(kinds, weights=(cfg.mix_harmful, cfg.mix_harmless, cfg.mix_task))[0]
-    if kind == "task":
-        p, r = rng.choice(pools.task)
+    if kind == "task":  # a task category uniformly, then an item of it
+        if pools.task_by_category:
+            cats = sorted(pools.task_by_category)
+            p, r = rng.choice(pools.task_by_category[cats[rng.randrange(len(cats))]])
+        else:
+            p, r = rng.choice(pools.task)
         return kind, p, r
     builtin = pools.harmful if kind == "harmful" else pools.harmless
     public = pools.public_harmful if kind == "harmful" else pools.public_harmless
@@ -373,6 +383,15 @@ def _batch(tok: Any, examples: list[tuple[str, str]], max_len: int) -> tuple[Any
     return ids_t, mask, labels
 
 
+def _length_chunks(tok: Any, batch: list[tuple[str, str]], cfg: GymConfig) -> list[list[tuple[str, str]]]:
+    """The batch sorted by length and cut into ``cfg.micro_batches`` chunks (short task prompts are
+    not padded to the length of long requests)."""
+    order = sorted(batch, key=lambda pr: len(pr[0]) + len(pr[1]))
+    k = max(1, min(cfg.micro_batches, len(order)))
+    size = math.ceil(len(order) / k)
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
 def sequence_loss(model: Any, ids: Any, mask: Any, labels: Any) -> Any:
     """Mean over sequences of each sequence's mean next-token cross-entropy on its response.
 
@@ -427,17 +446,20 @@ def _train(
     losses: list[float] = []
     for step in range(cfg.steps):
         batch = [_sample(pools, cfg, rng)[1:] for _ in range(cfg.batch_size)]
-        batch.sort(key=lambda pr: len(pr[0]) + len(pr[1]))  # no effect on the loss; keeps padding local
         dev = next(model.parameters()).device
-        ids, mask, labels = (t.to(dev) for t in _batch(tok, batch, cfg.max_len))
         for g in opt.param_groups:
             g["lr"] = lr_at(step, cfg)
-        loss_t = sequence_loss(model, ids, mask, labels)
         opt.zero_grad(set_to_none=True)
-        loss_t.backward()
+        loss = 0.0
+        for chunk in _length_chunks(tok, batch, cfg):
+            ids, mask, labels = (t.to(dev) for t in _batch(tok, chunk, cfg.max_len))
+            # each chunk's mean-of-sequences loss, weighted by its share of the batch: the same
+            # gradient as one padded batch, with far less padding
+            loss_t = sequence_loss(model, ids, mask, labels) * (len(chunk) / len(batch))
+            loss_t.backward()
+            loss += float(loss_t.detach())
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
-        loss = float(loss_t.detach())
         losses.append(loss)
         if on_step is not None:
             on_step(step, loss)

@@ -144,3 +144,40 @@ def test_bad_inputs(tiny_model, tiny_tok):
         EmbeddingAttackConfig(eps=-1)
     with pytest.raises(ConfigError):
         EmbeddingAttackConfig(norm="l1")
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"early_stop": False},  # individual, batched over two behaviours
+        {"early_stop": False, "universal": True},  # one shared slot δ
+        {"early_stop": True, "optimizer": "adam", "mode": "instruction"},  # stops before the step budget
+    ],
+)
+def test_on_step_called_live_after_every_step(tiny_model, tiny_tok, segs, kw):
+    """on_step fires once per evaluation while the attack runs, not all at once at the end."""
+    s2 = make_segments(tiny_tok, "Tell me a story about dragons", "x x x x x", "Sure")
+    batch = [segs, s2] if not kw["early_stop"] else [make_segments(tiny_tok, "Tell me a story", "x x x x x", "Sure")]
+    forwards = []
+    hook = tiny_model.register_forward_hook(lambda *_: forwards.append(1))
+    calls: list[tuple[int, float, int]] = []
+    try:
+        cfg = EmbeddingAttackConfig(steps=6 if not kw["early_stop"] else 300, eps=None, step_size=0.05, **kw)
+        res = run_embedding_attack(
+            tiny_model, tiny_tok, batch, cfg, on_step=lambda step, loss: calls.append((step, loss, len(forwards)))
+        )
+    finally:
+        hook.remove()
+    steps = res[0].budget.steps
+    if kw["early_stop"]:
+        assert res[0].early_stopped and steps < 300
+    else:
+        assert steps == 6
+    assert len(calls) == steps + 1 == len(res[0].loss_history)
+    assert [c[0] for c in calls] == list(range(steps + 1))
+    # call k happens right after the (k+1)-th batched forward pass, i.e. during the attack
+    assert [c[2] for c in calls] == list(range(1, steps + 2))
+    # the loss reported is the mean over the batch's rows at that step
+    for k, (_, loss, _) in enumerate(calls):
+        ref = sum(r.loss_history[k] for r in res) / len(res)
+        assert loss == pytest.approx(ref, rel=1e-6)

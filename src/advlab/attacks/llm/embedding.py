@@ -116,12 +116,15 @@ def embedding_attack_delta(
     *,
     slot_positions: torch.Tensor | None = None,
     stop_check: Callable[[int, torch.Tensor], bool] | None = None,
+    on_eval: Callable[[int, list[float]], None] | None = None,
 ) -> DeltaResult:
     """Find δ for a batch: ``inputs_embeds`` [B, L, d], ``attention_mask`` [B, L], ``perturb_mask``
     [B, L] (True where δ may be non-zero), ``labels`` [B, L] (token ids at target positions, −100
     elsewhere, HF convention). Universal mode needs ``slot_positions`` [B, S]. The model weights get
     no gradient; only the target-position logits are computed. ``stop_check(step, best_delta)`` is
-    called after each evaluation; True stops the attack (its own cost is the caller's)."""
+    called after each evaluation; True stops the attack (its own cost is the caller's).
+    ``on_eval(step, row_losses)`` is called at every evaluation, as it happens: step 0 is the clean
+    input, step s the input after s updates (the last one included)."""
     cfg = config
     b, length, d = inputs_embeds.shape
     dev = inputs_embeds.device
@@ -170,6 +173,8 @@ def embedding_attack_delta(
         rows = -(logp * tmask).sum(-1) / tmask.sum(-1)
         match = ((logits.argmax(-1) == tgt) | ~tmask).all(-1)
         history.append(rows.detach().cpu().tolist())
+        if on_eval is not None:
+            on_eval(step, history[-1])
         with torch.no_grad():
             frozen = success.clone()
             if cfg.universal:
@@ -255,6 +260,9 @@ def run_embedding_attack(
     Each result's ``adv_embeds`` [1, T_prompt, d] are the perturbed prompt embeddings (the target is
     not part of them); generate the completion from them with ``common.greedy_generate``.
     ``stop_check(step, adv_embeds_per_behaviour)`` is called after each step; True stops the attack.
+    ``on_step(step, loss)`` is called live at every evaluation (step 0 = the clean prompt, then after each
+    update, the last included; ``len(loss_history)`` calls in all) with the mean loss over the batch's rows
+    (in universal mode: the shared objective).
     """
     cfg = config or EmbeddingAttackConfig()
     segs = list(segments) if isinstance(segments, (list, tuple)) else [segments]
@@ -307,11 +315,9 @@ def run_embedding_attack(
         cfg,
         slot_positions=torch.as_tensor(slot_pos, device=dev) if cfg.universal else None,
         stop_check=check,
+        on_eval=None if on_step is None else (lambda step, rows: on_step(step, float(sum(rows) / len(rows)))),
     )
     advs = prompt_embeds(res.delta)
-    if on_step:
-        for step, row in enumerate(res.history):
-            on_step(step, float(sum(row) / len(row)))
     seconds = time.perf_counter() - t0
     out = []
     for i, s in enumerate(segs):

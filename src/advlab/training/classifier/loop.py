@@ -10,6 +10,13 @@ Reusable pieces:
 
 Randomness: the global torch RNG is re-seeded with ``seed + epoch`` at the start of every epoch
 (shuffling, random starts), so a resumed run repeats exactly what an uninterrupted run would do.
+
+Several processes (``torchrun`` / ``accelerate launch``, see :mod:`advlab.distributed`): every process
+draws the same permutation and takes rows ``rank, rank + W, …`` of each global batch of ``batch_size``;
+gradients are all-reduced to g = Σ_r n_r·g_r / Σ_r n_r, the gradient of the per-sample mean loss over
+the whole global batch, so with a deterministic loss the weights match a one-process run up to float
+rounding. Evaluation batches are split between processes and the correct counts summed. Only rank 0
+writes the run directory, checkpoints and the report.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from advlab.distributed import DistInfo
 from advlab.errors import ConfigError, ModelError
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -120,12 +128,27 @@ def train_epoch(
     device: torch.device | str = "cpu",
     generator: torch.Generator | None = None,
     progress: Callable[[int], None] | None = None,
+    shard: DistInfo | None = None,
 ) -> float:
     """One epoch: for each shuffled batch, ``loss_fn(model, xb, yb).backward()`` and an optimizer step.
 
     The model is in train mode for the loss (attacks inside ``loss_fn`` switch to eval mode and back).
     Returns the mean loss over samples. ``progress(n)`` is called with each batch size.
+    With ``shard`` of world size > 1 (``torch.distributed`` initialised) see :func:`train_epoch_sharded`.
     """
+    if shard is not None and shard.active:
+        return train_epoch_sharded(
+            model,
+            x,
+            y,
+            loss_fn,
+            optimizer,
+            shard,
+            batch_size=batch_size,
+            device=device,
+            generator=generator,
+            progress=progress,
+        )
     model.train()
     total, count = 0.0, 0
     for xb, yb in iterate_batches(x, y, batch_size, True, generator):
@@ -143,6 +166,73 @@ def train_epoch(
     return total / max(count, 1)
 
 
+def train_epoch_sharded(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    shard: DistInfo,
+    *,
+    batch_size: int = 64,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> float:
+    """One epoch of data-parallel training over ``shard.world_size`` processes (torch.distributed initialised).
+
+    Every process draws the same permutation (same seed), splits each global batch B of ``batch_size``
+    rows as B_r = B[r::W], and computes g_r = ∇ mean_{i∈B_r} ℓ_i. The all-reduced step direction is
+    g = Σ_r |B_r|·g_r / |B|, which equals ∇ mean_{i∈B} ℓ_i (what one process computes) for a per-sample
+    mean loss, also when |B| is not a multiple of W. A parameter keeps ``grad=None`` only if it got no
+    gradient on any process. Buffers (BatchNorm statistics) are copied from rank 0 after each step, as
+    DDP does. After the permutation the global RNG is re-seeded per rank, so random starts inside
+    ``loss_fn`` differ between processes. Returns the mean loss over all samples of all processes.
+    """
+    from advlab import distributed
+
+    n = x.shape[0]
+    order = torch.randperm(n, generator=generator)
+    torch.manual_seed((torch.initial_seed() * 1_000_003 + shard.rank + 1) % (2**63))
+    params = [p for p in model.parameters() if p.requires_grad]
+    has_buffers = any(True for _ in model.buffers())
+    model.train()
+    total, count = 0.0, 0
+    for i in range(0, n, batch_size):
+        idx = order[i : i + batch_size]
+        mine = idx[shard.rank :: shard.world_size]
+        m, big = int(mine.numel()), int(idx.numel())
+        optimizer.zero_grad(set_to_none=True)
+        loss_sum = 0.0
+        if m > 0:
+            xb, yb = x[mine].to(device), y[mine].to(device)
+            loss = loss_fn(model, xb, yb)
+            loss.backward()
+            loss_sum = float(loss.detach()) * m
+        # one float64 vector: [loss·n_r, has-grad flags]; one vector of the weighted gradients
+        side = torch.tensor([loss_sum] + [float(p.grad is not None) for p in params], dtype=torch.float64)
+        flat = torch.cat(
+            [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) * (m / big) for p in params]
+        )
+        side = distributed.all_reduce_sum(side.to(flat.device)).cpu()
+        distributed.all_reduce_sum(flat)
+        if not math.isfinite(float(side[0])):
+            raise FloatingPointError("training loss is not finite; lower --lr")
+        offset = 0
+        for p, flag in zip(params, side[1:].tolist()):
+            k = p.numel()
+            p.grad = flat[offset : offset + k].view_as(p).clone() if flag > 0 else None
+            offset += k
+        optimizer.step()
+        if has_buffers:
+            distributed.broadcast_module(model, buffers_only=True)
+        total += float(side[0])
+        count += big
+        if progress is not None:
+            progress(big)
+    return total / max(count, 1)
+
+
 def evaluate_accuracy(
     model: nn.Module,
     x: torch.Tensor,
@@ -151,13 +241,21 @@ def evaluate_accuracy(
     *,
     batch_size: int = 256,
     device: torch.device | str = "cpu",
+    shard: DistInfo | None = None,
 ) -> float:
-    """Accuracy of ``model`` on ``(x, y)``, or on ``attack(model, x, y)`` when an attack is given."""
+    """Accuracy of ``model`` on ``(x, y)``, or on ``attack(model, x, y)`` when an attack is given.
+
+    With ``shard`` of world size W > 1, process r evaluates batches r, r + W, … and the correct counts
+    are summed over processes: the same batches as one process, so a seeded attack gives the same number.
+    """
+    active = shard is not None and shard.active
     was = model.training
     model.eval()
     correct = 0
     try:
-        for xb, yb in iterate_batches(x, y, batch_size, shuffle=False):
+        for b, (xb, yb) in enumerate(iterate_batches(x, y, batch_size, shuffle=False)):
+            if active and b % shard.world_size != shard.rank:
+                continue
             xb, yb = xb.to(device), yb.to(device)
             if attack is not None:
                 xb = attack(model, xb, yb)
@@ -165,14 +263,16 @@ def evaluate_accuracy(
                 correct += int((model(xb).argmax(1) == yb).sum())
     finally:
         model.train(was)
+    if active:
+        from advlab import distributed
+
+        correct = int(distributed.all_reduce_sum(torch.tensor([correct], dtype=torch.int64, device=device))[0])
     return correct / max(x.shape[0], 1)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(
-            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-        )
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
@@ -238,9 +338,7 @@ class EpochRecord:
         return {"id": f"epoch-{self.epoch}", **asdict(self)}
 
 
-def save_checkpoint(
-    ckpt_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, meta: dict, epoch: int
-) -> None:
+def save_checkpoint(ckpt_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, meta: dict, epoch: int) -> None:
     """Model (``advlab.models.save_classifier``) and optimizer state after ``epoch``, written atomically."""
     from advlab.models.classifiers import save_classifier
     from advlab.runs import atomic_write_json
@@ -263,9 +361,7 @@ def load_checkpoint(ckpt_dir: Path, model: nn.Module, optimizer: torch.optim.Opt
         model.load_state_dict(load_file(str(ckpt_dir / "model.safetensors"), device="cpu"))
         load_optimizer(optimizer, ckpt_dir / "optimizer")
     except (OSError, KeyError, ValueError, RuntimeError) as exc:
-        raise ModelError(
-            f"checkpoint {ckpt_dir} is unreadable ({exc}); delete it to restart training"
-        ) from exc
+        raise ModelError(f"checkpoint {ckpt_dir} is unreadable ({exc}); delete it to restart training") from exc
     return epoch
 
 
@@ -315,85 +411,140 @@ def run_training(
     ``results.jsonl`` (one record per epoch: train loss, clean and PGD validation accuracy),
     ``metrics.json``, ``checkpoint/`` (the last finished epoch, with optimizer state) and a report.
     Re-running with the same config resumes after the last checkpoint. Returns the metrics.
+
+    Under ``torchrun`` / ``accelerate launch`` (``WORLD_SIZE`` > 1) every process trains its share of
+    each batch (see :func:`train_epoch_sharded`); rank 0 alone writes ``out``; all return the metrics.
     """
-    import time
-
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from advlab.models.classifiers import build_classifier, save_classifier
-    from advlab.report import write_report
+    from advlab import distributed
     from advlab.runs import RunDir, check_out_path
-    from advlab.utils import seed_everything
 
     check_out_path(out)
     xtr, ytr, xva, yva = load_train_data(cfg)
     input_shape, num_classes = tuple(xtr.shape[1:]), int(max(int(ytr.max()), int(yva.max())) + 1)
-    device = torch.device(device)
+    device = distributed.local_device(device)
+    shard = distributed.init_from_env(device)
     loss_fn = loss_fn or loss_for(cfg)
     attack = eval_attack(cfg)
     config = {**asdict(cfg), "input_shape": list(input_shape), "num_classes": num_classes}
-    with RunDir(out, "train-classifier", config, seed=cfg.seed, device=str(device), argv=argv) as run:
-        seed_everything(cfg.seed)
-        model = build_classifier(cfg.arch, input_shape, num_classes, **cfg.model_kwargs).to(device)
-        optimizer = make_optimizer(model, cfg)
-        ckpt = run.path / "checkpoint"
-        start = load_checkpoint(ckpt, model, optimizer)
-        model.to(device)
-        meta = classifier_meta(cfg, input_shape, num_classes)
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeRemainingColumn(),
-            disable=not progress,
-            transient=True,
-        ) as bar:
-            task = bar.add_task(f"{cfg.method} {cfg.arch}", total=(cfg.epochs - start) * xtr.shape[0])
-            for epoch in range(start + 1, cfg.epochs + 1):
-                t0 = time.perf_counter()
-                torch.manual_seed(cfg.seed * 100_003 + epoch)
-                train_loss = train_epoch(
-                    model,
-                    xtr,
-                    ytr,
-                    loss_fn,
-                    optimizer,
-                    batch_size=cfg.batch_size,
-                    device=device,
-                    progress=lambda n: bar.advance(task, n),
-                )
-                clean = evaluate_accuracy(model, xva, yva, device=device)
-                robust = evaluate_accuracy(model, xva, yva, attack, device=device)
-                rec = EpochRecord(epoch, train_loss, clean, robust, cfg.radius_eval, time.perf_counter() - t0)
+    run = RunDir(
+        out,
+        "train-classifier",
+        config,
+        seed=cfg.seed,
+        device=str(device),
+        argv=argv,
+        rank=shard.rank,
+        world_size=shard.world_size,
+    )
+    distributed.main_first(run.open)  # rank 0 creates, locks and checks the directory; the others wait
+    if not shard.is_main:
+        run.open()
+    try:
+        metrics = _train(cfg, run, shard, device, loss_fn, attack, (xtr, ytr, xva, yva), progress)
+    except BaseException as exc:
+        run.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    run.__exit__(None, None, None)
+    if shard.is_main:
+        from advlab.report import write_report
+
+        write_report(run.path)
+    return metrics
+
+
+def _train(
+    cfg: TrainConfig,
+    run: Any,
+    shard: DistInfo,
+    device: torch.device,
+    loss_fn: LossFn,
+    attack: Callable,
+    data: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    progress: bool,
+) -> dict[str, Any]:
+    """The epoch loop of :func:`run_training` inside an open run directory."""
+    import time
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from advlab import distributed
+    from advlab.models.classifiers import build_classifier
+    from advlab.utils import seed_everything
+
+    xtr, ytr, xva, yva = data
+    input_shape, num_classes = run.config["input_shape"], run.config["num_classes"]
+    seed_everything(cfg.seed)
+    model = build_classifier(cfg.arch, tuple(input_shape), num_classes, **cfg.model_kwargs).to(device)
+    optimizer = make_optimizer(model, cfg)
+    ckpt = run.path / "checkpoint"
+    start = load_checkpoint(ckpt, model, optimizer)
+    model.to(device)
+    distributed.broadcast_module(model)  # every process starts from rank 0's weights
+    meta = classifier_meta(cfg, input_shape, num_classes)
+    show = progress and shard.is_main
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+        disable=not show,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"{cfg.method} {cfg.arch}", total=(cfg.epochs - start) * xtr.shape[0])
+        for epoch in range(start + 1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            torch.manual_seed(cfg.seed * 100_003 + epoch)
+            train_loss = train_epoch(
+                model,
+                xtr,
+                ytr,
+                loss_fn,
+                optimizer,
+                batch_size=cfg.batch_size,
+                device=device,
+                progress=lambda n: bar.advance(task, n),
+                shard=shard,
+            )
+            clean = evaluate_accuracy(model, xva, yva, device=device, shard=shard)
+            robust = evaluate_accuracy(model, xva, yva, attack, device=device, shard=shard)
+            rec = EpochRecord(epoch, train_loss, clean, robust, cfg.radius_eval, time.perf_counter() - t0)
+            if shard.is_main:
                 if not run.is_done(f"epoch-{epoch}"):
                     run.append(rec.as_record())
                 save_checkpoint(ckpt, model, optimizer, meta, epoch)
-                if progress:
-                    bar.console.print(
-                        f"epoch {epoch}/{cfg.epochs}: loss {train_loss:.3f}, val clean {clean:.3f}, "
-                        f"val PGD-{cfg.eval_steps}@{cfg.radius_eval:g} {robust:.3f}"
-                    )
-        records = sorted(run.records, key=lambda r: r["epoch"])
-        last = records[-1]
-        final_meta = {**meta}
-        final_meta["trained"] = {
-            **meta["trained"],
-            "val_clean_accuracy": last["clean_accuracy"],
-            "val_robust_accuracy": last["robust_accuracy"],
-            "eval_attack": f"pgd-{cfg.eval_steps}",
-            "eval_eps": cfg.radius_eval,
-        }
-        save_classifier(model, run.path, final_meta)
-        metrics = {
-            "method": cfg.method,
-            "arch": cfg.arch,
-            "epochs": len(records),
-            "final_train_loss": last["train_loss"],
-            "val_clean_accuracy": last["clean_accuracy"],
-            "val_robust_accuracy": last["robust_accuracy"],
-            "eval_eps": cfg.radius_eval,
-            "best_val_robust_accuracy": max(r["robust_accuracy"] for r in records),
-        }
-        run.write_metrics(metrics)
-    write_report(run.path)
+            if show:
+                bar.console.print(
+                    f"epoch {epoch}/{cfg.epochs}: loss {train_loss:.3f}, val clean {clean:.3f}, "
+                    f"val PGD-{cfg.eval_steps}@{cfg.radius_eval:g} {robust:.3f}"
+                )
+    metrics = distributed.main_first(lambda: _finish(cfg, run, model, meta))
+    return distributed.broadcast_object(metrics)
+
+
+def _finish(cfg: TrainConfig, run: Any, model: nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
+    """Rank 0: the final model directory and ``metrics.json`` from the epoch records."""
+    from advlab.models.classifiers import save_classifier
+
+    records = sorted(run.records, key=lambda r: r["epoch"])
+    last = records[-1]
+    final_meta = {**meta}
+    final_meta["trained"] = {
+        **meta["trained"],
+        "val_clean_accuracy": last["clean_accuracy"],
+        "val_robust_accuracy": last["robust_accuracy"],
+        "eval_attack": f"pgd-{cfg.eval_steps}",
+        "eval_eps": cfg.radius_eval,
+    }
+    save_classifier(model, run.path, final_meta)
+    metrics = {
+        "method": cfg.method,
+        "arch": cfg.arch,
+        "epochs": len(records),
+        "final_train_loss": last["train_loss"],
+        "val_clean_accuracy": last["clean_accuracy"],
+        "val_robust_accuracy": last["robust_accuracy"],
+        "eval_eps": cfg.radius_eval,
+        "best_val_robust_accuracy": max(r["robust_accuracy"] for r in records),
+    }
+    run.write_metrics(metrics)
     return metrics
