@@ -28,6 +28,8 @@ def test_help_lists_every_option():
         "--topk",
         "--n-replace",
         "--eps",
+        "--optimizer",
+        "--step-size",
         "--max-new-tokens",
         "--seed",
         "--device",
@@ -48,8 +50,14 @@ def test_help_lists_every_option():
     ):
         assert opt in res.output
     # the defaults a user must know about are spelled out
-    text = " ".join(res.output.split())
+    text = " ".join(res.output.replace("\u2502", " ").split())  # option help wraps inside a box (│ ... │)
     assert "attacked model attacks itself" in text and "synonym substitution" in text
+    # the judges, what each is for, and where the embedding defaults come from
+    assert "[default: compliance, refusal]" in text and "--judge-model" in text
+    assert "on topic" in text and "real models" in text and "papers report it" in text
+    assert "Adam, --step-size 1e-2, --eps 1.0, 100 steps" in text and "measurement on the quick safety gym" in text
+    assert "EmbeddingAttackConfig: sign, 1e-4, eps 0.05, 10 steps" in text
+    assert "'none' or 'inf' for unbounded" in text
 
 
 @pytest.mark.slow
@@ -82,7 +90,8 @@ def test_cli_gcg_run(gym_dir, tmp_path):
     )
     assert res.exit_code == 0, res.output
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["n"] == 1 and "asr" in metrics and "refusal" in metrics["asr_by_judge"]
+    assert metrics["n"] == 1 and set(metrics["asr_by_judge"]) == {"compliance", "refusal"}
+    assert metrics["default_judge"] == "compliance" and metrics["asr"] == metrics["asr_by_judge"]["compliance"]
     assert json.loads((out / "manifest.json").read_text())["status"] == "done"
 
 
@@ -136,6 +145,11 @@ def _cli(*args):
         (["--method", "pair", "--n-streams", "0"], "--n-streams"),
         (["--method", "autodan", "--population", "1"], "--population"),
         (["--method", "gcg", "--http-retries", "-1"], "--http-retries"),
+        (["--method", "gcg", "--optimizer", "sign"], "--optimizer"),
+        (["--method", "pair", "--optimizer", "adam"], "--optimizer"),
+        (["--method", "embedding", "--optimizer", "sgd"], "--optimizer sgd"),
+        (["--method", "embedding", "--eps", "big"], "--eps"),
+        (["--method", "embedding", "--eps", "-1"], "--eps"),
     ],
 )
 def test_bad_new_options_are_one_line_exit_2(tmp_path, args, needle):
@@ -144,6 +158,41 @@ def test_bad_new_options_are_one_line_exit_2(tmp_path, args, needle):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and needle in proc.stderr
     assert "Traceback" not in proc.stderr and "sk-live-abc" not in proc.stderr and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [("1.0", 1.0), ("0.05", 0.05), ("0", 0.0), ("none", None), ("None", None), ("inf", None), (" INF ", None)],
+)
+def test_parse_eps(text, value):
+    from advlab.cli.attack_llm import parse_eps
+
+    assert parse_eps(text) == value
+
+
+def test_cli_embedding_defaults_and_options_in_config(gym_dir, tmp_path):
+    """The defaults (and the options that override them) are what the run's config.yaml records."""
+    import yaml
+
+    base = ["attack", "llm", "--method", "embedding", "--model", str(gym_dir), "--limit", "1", "--steps", "1"]
+    base += ["--max-new-tokens", "4", "--device", "cpu"]
+    res = runner.invoke(app, [*base, "--out", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    cfg = yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())
+    assert (cfg["optimizer"], cfg["step_size"], cfg["eps"], cfg["norm"]) == ("adam", 0.01, 1.0, "l2")
+    assert cfg["judges"] == ["compliance", "refusal"]
+    (rec,) = _records(tmp_path / "a")
+    assert list(rec["judges"]) == ["compliance", "refusal"]
+    args = ["--optimizer", "sign", "--step-size", "0.001", "--eps", "none", "--judge", "refusal"]
+    res = runner.invoke(app, [*base, *args, "--out", str(tmp_path / "b")])
+    assert res.exit_code == 0, res.output
+    cfg = yaml.safe_load((tmp_path / "b" / "config.yaml").read_text())
+    assert (cfg["optimizer"], cfg["step_size"], cfg["eps"]) == ("sign", 0.001, None)
+    assert cfg["judges"] == ["refusal"]
+    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert list(metrics["asr_by_judge"]) == ["refusal"] and metrics["default_judge"] == "refusal"
+    (rec,) = _records(tmp_path / "b")
+    assert rec["details"]["radius"] is None  # unbounded
 
 
 def _records(out):

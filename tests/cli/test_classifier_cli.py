@@ -206,3 +206,42 @@ def test_help_teaches():
     assert res.returncode == 0
     for word in ("--eps", "worst-case", "Example", "--norm", "robust accuracy"):
         assert word in res.stdout
+
+
+@pytest.mark.parametrize("rank, printed", [("0", True), ("1", False)])
+def test_info_and_done_print_on_the_main_process_only(monkeypatch, capsys, rank, printed):
+    """Under a launcher (WORLD_SIZE=2, no process group yet) rank 1 is silent; a single process always prints."""
+    from advlab.cli import common
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", rank)
+    common.info("summary line")
+    common.done(Path("runs/x"), "model and run")
+    err = capsys.readouterr().err
+    assert ("summary line" in err and "done: model and run written to runs/x" in err) == printed
+    assert printed or err == ""
+    monkeypatch.delenv("WORLD_SIZE")
+    common.info("alone")
+    assert "alone" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_processes_report_once(tmp_path):
+    """`advlab train classifier` under 2 CPU processes (torchrun): the epoch line, the summary and the
+    ``done:`` line come from rank 0 alone."""
+    import os
+
+    from advlab.distributed import launch_argv
+
+    out = tmp_path / "two"
+    cmd = [*launch_argv("torchrun", 2), "advlab.cli.main", "train", "classifier", "--model", "mlp"]
+    cmd += ["--data", "digits", "--epochs", "1", "--device", "cpu", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "400"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    err = proc.stderr
+    assert proc.stdout.count("epoch 1/1:") == 1, proc.stdout  # the progress console prints to stdout
+    assert err.count("standard mlp: val clean accuracy") == 1, err[-3000:]
+    assert err.count("done: model and run written to") == 1, err[-3000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert f"val clean accuracy {m['val_clean_accuracy']:.4f}" in err  # the printed summary is rank 0's metrics

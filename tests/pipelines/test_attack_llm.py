@@ -144,13 +144,71 @@ def test_resume_and_determinism(gym, gym_dir, tmp_path):
         ({"method": "nope"}, "method"),
         ({"limit": 0}, "limit"),
         ({"eps": -0.1}, "eps"),
+        ({"eps": float("nan")}, "eps"),
         ({"init": "   "}, "init"),
+        ({"optimizer": "sign"}, "--optimizer .*--method embedding"),
+        ({"method": "embedding", "optimizer": "sgd"}, "--optimizer sgd"),
     ],
 )
 def test_bad_config(kw, match):
     base = {"method": "gcg", "model": "m"}
     with pytest.raises(AdvlabError, match=match):
         AttackLLMConfig(**{**base, **kw})
+
+
+def test_defaults_judges_and_embedding_attack():
+    """compliance first, refusal beside it; the embedding attack of ``attack llm`` is Adam(1e-2) in a relative
+    L2 ball of 1.0, while the library (CAT's training attack) keeps its signed-step defaults."""
+    from advlab.attacks.llm.embedding import EmbeddingAttackConfig
+
+    emb = AttackLLMConfig(method="embedding", model="m")
+    assert emb.judges == ["compliance", "refusal"] and emb.steps == 100
+    assert (emb.optimizer, emb.step_size, emb.eps, emb.norm) == ("adam", 1e-2, 1.0, "l2")
+    ec = emb.embedding_config()
+    assert (ec.optimizer, ec.step_size, ec.eps, ec.norm, ec.steps) == ("adam", 1e-2, 1.0, "l2", 100)
+    lib = EmbeddingAttackConfig()
+    assert (lib.optimizer, lib.step_size, lib.eps, lib.steps) == ("sign", 1e-4, 0.05, 10)
+    sign = AttackLLMConfig(method="embedding", model="m", optimizer="sign", step_size=1e-3, eps=float("inf"))
+    assert sign.embedding_config().optimizer == "sign" and sign.eps is None  # inf = unbounded, stored as None
+    gcg = AttackLLMConfig(method="gcg", model="m")
+    assert gcg.optimizer is None and gcg.judges == ["compliance", "refusal"]
+
+
+def test_default_judges_in_records_and_metrics(gym, gym_dir, tmp_path):
+    """Without ``judges=``: every record carries compliance and refusal verdicts, ``success``/``asr`` follow
+    compliance, ``asr_by_judge`` has both; the verdicts and the Adam attack are recomputed independently."""
+    from advlab.attacks.llm.embedding import EmbeddingAttackConfig, run_embedding_attack
+    from advlab.data.behaviors import load_behaviors
+    from advlab.judges.compliance import ComplianceJudge
+    from advlab.judges.refusal import RefusalJudge
+    from advlab.models.formatting import ChatFormatter
+
+    model, tok = gym
+    cfg = AttackLLMConfig(method="embedding", model=str(gym_dir), limit=2, steps=2, max_new_tokens=8)
+    metrics = run_attack_llm(cfg, tmp_path / "run", device="cpu", model_and_tokenizer=gym, show_progress=False)
+    recs = [json.loads(x) for x in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    behaviors = {str(b.id): b for b in load_behaviors("builtin:gym-harmful-test")}
+    for r in recs:
+        b = behaviors[r["id"]]
+        assert list(r["judges"]) == ["compliance", "refusal"]
+        for name, judge in (("compliance", ComplianceJudge()), ("refusal", RefusalJudge())):
+            assert r["judges"][name]["jailbroken"] == judge.judge(b.request, r["completion"]).jailbroken
+        assert r["success"] == r["judges"]["compliance"]["jailbroken"]
+        segs = ChatFormatter(tok).segments(b.request, cfg.init, b.target)
+        ref = run_embedding_attack(
+            model, tok, segs, EmbeddingAttackConfig(steps=2, eps=1.0, step_size=1e-2, optimizer="adam")
+        )[0]
+        assert r["loss_history"] == pytest.approx(ref.loss_history, rel=1e-5)
+    by = {j: sum(r["judges"][j]["jailbroken"] for r in recs) / 2 for j in ("compliance", "refusal")}
+    assert metrics["asr_by_judge"] == by and metrics["asr"] == by["compliance"]
+    assert metrics["default_judge"] == "compliance"
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["asr_by_judge"] == by
+    import yaml
+
+    config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert config["judges"] == ["compliance", "refusal"]
+    assert (config["optimizer"], config["step_size"], config["eps"]) == ("adam", 1e-2, 1.0)
 
 
 def test_validation_before_run_dir(gym, gym_dir, tmp_path):
@@ -212,45 +270,81 @@ def test_compute_metrics_by_hand():
 
 
 @pytest.mark.slow
-def test_two_processes_share_the_behaviours(gym_dir, tmp_path):
-    """torchrun (what ``accelerate launch`` runs) with 2 CPU processes over gloo: each takes its share,
-    rank 0 writes the merged metrics after a barrier; nothing is duplicated."""
+def test_two_torchrun_processes_match_one_process_and_report_once(gym, gym_dir, tmp_path):
+    """torchrun with 2 CPU processes over gloo (free port): the 3 behaviours are split 2 + 1, and since every
+    behaviour is attacked from the same seed the records equal a one-process run's; only rank 0 prints the
+    summary and the ``done:`` line. (tests/test_distributed.py checks the same split under accelerate launch.)"""
     import os
     import subprocess
-    import sys
-    from pathlib import Path
 
+    from advlab.distributed import launch_argv
+
+    def cfg():
+        return AttackLLMConfig(method="embedding", model=str(gym_dir), limit=3, steps=2, max_new_tokens=4)
+
+    one = run_attack_llm(cfg(), tmp_path / "one", device="cpu", model_and_tokenizer=gym, show_progress=False)
     out = tmp_path / "dist"
-    torchrun = Path(sys.executable).parent / "torchrun"
-    cmd = [
-        str(torchrun),
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29533",
-        "-m",
-        "advlab.cli.main",
-        "attack",
-        "llm",
-        "--method",
-        "embedding",
-        "--model",
-        str(gym_dir),
-        "--limit",
-        "3",
-        "--steps",
-        "2",
-        "--max-new-tokens",
-        "4",
-        "--device",
-        "cpu",
-        "--out",
-        str(out),
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = ["--method", "embedding", "--model", str(gym_dir), "--limit", "3", "--steps", "2"]
+    cmd = [*launch_argv("torchrun", 2), "advlab.cli.main", "attack", "llm", *args]
+    cmd += ["--max-new-tokens", "4", "--device", "cpu", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "400"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    ids = [json.loads(x)["id"] for x in (out / "results.jsonl").read_text().splitlines()]
-    assert len(ids) == 3 == len(set(ids))
-    assert json.loads((out / "metrics.json").read_text())["n"] == 3
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    by_id = {}
+    for line in (out / "results.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        assert rec["id"] not in by_id
+        by_id[rec["id"]] = rec
+    for ref in map(json.loads, (tmp_path / "one" / "results.jsonl").read_text().splitlines()):
+        got = by_id.pop(ref["id"])
+        assert got["completion"] == ref["completion"]
+        assert got["loss_history"] == pytest.approx(ref["loss_history"], rel=1e-5)
+    assert not by_id
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == one["n"] == 3 and metrics["asr"] == one["asr"]
     assert json.loads((out / "manifest.json").read_text())["world_size"] == 2
+    lines = proc.stderr.splitlines()
+    for start in ("attacking ", f"ASR {100 * one['asr']:.1f}% (", "done: run written to"):
+        assert sum(x.startswith(start) for x in lines) == 1, (start, proc.stderr[-3000:])
+
+
+@pytest.mark.slow
+def test_rank_0_refusing_the_run_dir_fails_every_rank(gym_dir, tmp_path):
+    """--out is locked by a live process: rank 0 refuses it, and rank 1 exits with the same one-line error
+    (it does not wait at a barrier for a rank that has gone)."""
+    import os
+    import socket
+    import subprocess
+
+    from advlab.distributed import launch_argv
+
+    out = tmp_path / "locked"
+    out.mkdir()
+    (out / ".lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    cmd = [*launch_argv("torchrun", 2), "advlab.cli.main", "attack", "llm", "--method", "embedding"]
+    cmd += ["--model", str(gym_dir), "--limit", "2", "--steps", "1", "--device", "cpu", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "400"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode != 0
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("advlab: error:")]
+    assert len(lines) == 2 and lines[0] == lines[1] and f"in use by process {os.getpid()}" in lines[0], proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing written
+
+
+@pytest.mark.slow
+def test_an_error_on_every_rank_is_printed_by_every_rank(gym_dir, tmp_path):
+    """--universal refuses to run under a launcher: each of the 2 ranks prints the one-line reason."""
+    import os
+    import subprocess
+
+    from advlab.distributed import launch_argv
+
+    out = tmp_path / "univ"
+    cmd = [*launch_argv("torchrun", 2), "advlab.cli.main", "attack", "llm", "--method", "gcg", "--universal"]
+    cmd += ["--model", str(gym_dir), "--limit", "2", "--device", "cpu", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "400"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode != 0
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("advlab: error:")]
+    assert len(lines) == 2 and all("--universal optimises one suffix in one process" in x for x in lines), proc.stderr
+    assert not out.exists()

@@ -7,6 +7,21 @@ from pathlib import Path
 import typer
 
 from advlab.cli.common import DeviceOpt, SeedOpt, argv, done, info, out_option
+from advlab.pipelines.attack_llm import DEFAULT_JUDGES, EMBEDDING_EPS, EMBEDDING_STEP_SIZE
+
+
+def parse_eps(text: str | None) -> float | None:
+    """``--eps``: a number >= 0, or ``none`` / ``inf`` (unbounded, stored as None)."""
+    from advlab.errors import ConfigError
+
+    t = (text or "").strip().lower()
+    if t in ("none", "inf", "infinity", "unbounded"):
+        return None
+    try:
+        value = float(t)
+    except ValueError:
+        raise ConfigError(f"--eps {text!r}: not a number; pass e.g. 1.0, 0.05, or 'none' for unbounded") from None
+    return None if value == float("inf") else value
 
 
 def attack_llm(
@@ -46,13 +61,24 @@ def attack_llm(
         "--init",
         help="Initial attack string placed after the request (GCG and the embedding suffix).",
     ),
-    eps: float = typer.Option(
+    optimizer: str = typer.Option(
         None,
-        "--eps",
-        help="Embedding: per-token radius relative to the mean norm of "
-        "the embedding rows (0.05 = 5 %); leave out for unbounded.",
+        "--optimizer",
+        help="Embedding: update rule, adam (default) or sign (delta -= step * sign(grad), as in CAT's training "
+        "attack). Only with --method embedding.",
+        show_default=False,
     ),
-    step_size: float = typer.Option(1e-3, "--step-size", help="Embedding: absolute signed-gradient step."),
+    step_size: float = typer.Option(
+        EMBEDDING_STEP_SIZE,
+        "--step-size",
+        help="Embedding: Adam learning rate, or the absolute step with --optimizer sign.",
+    ),
+    eps: str = typer.Option(
+        str(EMBEDDING_EPS),
+        "--eps",
+        help="Embedding: per-token radius relative to the mean norm of the embedding rows (in --norm; "
+        "0.05 = 5 %, 1.0 = one mean row norm); 'none' or 'inf' for unbounded.",
+    ),
     norm: str = typer.Option("l2", "--norm", help="Embedding: ball norm, l2 or linf."),
     embedding_mode: str = typer.Option(
         "suffix",
@@ -69,9 +95,13 @@ def attack_llm(
         64, "--max-new-tokens", help="Tokens generated (greedily) from the adversarial input for the judges."
     ),
     judge: list[str] = typer.Option(
-        ["refusal"],
+        list(DEFAULT_JUDGES),
         "--judge",
-        help="Judge(s) of each completion; the first gives 'success' and 'asr'. Repeat the option for several.",
+        help="Judge(s) of each completion; the first gives 'success' and 'asr', every one is in asr_by_judge. "
+        "Repeat the option for several (given ones replace the default). compliance: not a refusal, on topic "
+        "and not degenerate, a cheap heuristic for the safety gym and quick looks; harmbench (with "
+        "--judge-model): the classifier to use on real models; refusal: the refusal-phrase list, reported "
+        "alongside because papers report it.",
     ),
     judge_model: str = typer.Option(
         None, "--judge-model", help="Model directory of the harmbench judge (needed with --judge harmbench)."
@@ -157,8 +187,17 @@ def attack_llm(
     Writes results.jsonl (per behaviour: adv_string, best_loss, loss_history, completion, judges,
     success, steps, forward/backward passes, seconds), metrics.json (asr by the first judge,
     asr_by_judge, budget), figures and report.html into --out. Re-running the same command resumes;
-    'accelerate launch -m advlab.cli.main attack llm ...' (or torchrun) shards behaviours across
-    processes.
+    'accelerate launch --multi_gpu --num_processes N -m advlab.cli.main attack llm ...' (or 'torchrun
+    --standalone --nproc_per_node N -m advlab.cli.main ...') shards the behaviours over N processes, and
+    only the main process prints (see docs/scaling.md).
+
+    Embedding defaults (Adam, --step-size 1e-2, --eps 1.0, 100 steps) come from a measurement on the
+    quick safety gym (30 behaviours, suffix mode, 100 steps): Adam reproduced the target on 13/30
+    (compliance ASR 0.40), signed steps of 1e-3 on 1/30 at any eps. CAT's adversarial training keeps
+    the paper's signed-step attack (EmbeddingAttackConfig: sign, 1e-4, eps 0.05, 10 steps).
+
+    Judges by default: compliance (sets asr; a heuristic for the gym and quick looks) and refusal
+    (phrase list, as papers report it); on real models pass --judge harmbench --judge-model DIR.
 
     GCG can optimise one suffix for all behaviours (--universal) and on several models at once
     (--transfer-model). PAIR's attacker and rating judge and AutoDAN's rephraser can be local models or
@@ -183,8 +222,9 @@ def attack_llm(
         search_width=search_width,
         topk=topk,
         n_replace=n_replace,
-        eps=eps,
+        eps=parse_eps(eps),
         step_size=step_size,
+        optimizer=optimizer,
         norm=norm,
         embedding_mode=embedding_mode,
         init=init,

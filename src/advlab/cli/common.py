@@ -1,4 +1,9 @@
-"""Options and helpers shared by every command (seed, device, out, limit)."""
+"""Options and helpers shared by every command (seed, device, out, limit).
+
+:func:`info` and :func:`done` print on the main process only, so a job started by ``torchrun`` /
+``accelerate launch`` reports once; errors are not printed here (``advlab.cli.main.run`` prints them
+on every rank that fails).
+"""
 
 from __future__ import annotations
 
@@ -25,9 +30,26 @@ def argv() -> list[str]:
     return ["advlab", *sys.argv[1:]]
 
 
+def _main_process() -> bool:
+    """True in a single process and on rank 0 of a launched job."""
+    from advlab import distributed
+    from advlab.errors import ConfigError
+
+    try:
+        if not distributed.env_info().active:  # no launcher: skip importing torch.distributed
+            return True
+        return distributed.is_main()
+    except ConfigError:  # a malformed WORLD_SIZE/RANK is reported by the command itself, not here
+        return True
+
+
 def info(msg: str) -> None:
-    console.print(msg)
+    """Print ``msg`` to stderr (main process only)."""
+    if _main_process():
+        console.print(msg)
 
 
 def done(path: Path, what: str = "run") -> None:
-    console.print(f"[green]done[/green]: {what} written to [bold]{path}[/bold]")
+    """Print the closing ``done: WHAT written to PATH`` line (main process only)."""
+    if _main_process():
+        console.print(f"[green]done[/green]: {what} written to [bold]{path}[/bold]")

@@ -51,6 +51,10 @@ def train_classifier(
     classifier.json) that `advlab attack classifier --model DIR` and `advlab.models.load_classifier(DIR)`
     read. Checkpoints (model and optimizer, safetensors) are kept under DIR/checkpoint.
 
+    'accelerate launch --multi_gpu --num_processes N -m advlab.cli.main train classifier ...' (or 'torchrun
+    --standalone --nproc_per_node N -m advlab.cli.main ...') splits each batch over N processes; only the
+    main process writes DIR and prints (see docs/scaling.md).
+
     Example:  advlab train classifier --method pgd-at --model cnn --eps 0.2 --epochs 20 --out runs/cnn-at
     """
     from advlab.training.classifier import TrainConfig, run_training

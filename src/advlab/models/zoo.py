@@ -85,6 +85,21 @@ _SUFFIXES = (
 )
 
 
+# Sampling weight of each task category (the algorithmic ones need more examples than look-ups).
+TASK_WEIGHTS = {
+    "add": 1.5,
+    "sub": 1.0,
+    "mul": 1.0,
+    "max": 1.5,
+    "reverse": 2.0,
+    "upper": 1.5,
+    "length": 0.5,
+    "count": 0.5,
+    "fact": 0.7,
+    "sentiment": 0.5,
+}
+
+
 def _prompt_text(prompt: str) -> str:
     return f"<|user|>\n{prompt}<|end|>\n<|assistant|>\n"
 
@@ -115,6 +130,7 @@ class GymConfig:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     micro_batches: int = 2
+    task_weights: dict[str, float] = field(default_factory=lambda: dict(TASK_WEIGHTS))
     mix_harmful: float = 0.25
     mix_harmless: float = 0.35
     mix_task: float = 0.40
@@ -276,7 +292,8 @@ def _sample(pools: _Pools, cfg: GymConfig, rng: random.Random) -> tuple[str, str
     if kind == "task":  # a task category uniformly, then an item of it
         if pools.task_by_category:
             cats = sorted(pools.task_by_category)
-            p, r = rng.choice(pools.task_by_category[cats[rng.randrange(len(cats))]])
+            weights = [cfg.task_weights.get(c, 1.0) for c in cats]
+            p, r = rng.choice(pools.task_by_category[rng.choices(cats, weights=weights)[0]])
         else:
             p, r = rng.choice(pools.task)
         return kind, p, r

@@ -8,8 +8,11 @@ completion with every configured judge, then append the record::
     id, behavior, target, method, adv_string, best_loss, loss_history, completion, judges,
     success, steps, forward_passes, backward_passes, seconds (+ early_stopped, adv_prompt)
 
-``success`` is the verdict of the first (default) judge. ``metrics.json``: ``asr`` (default
-judge), ``asr_by_judge`` and the budget (mean/median steps, forward and backward passes, seconds).
+``success`` is the verdict of the first (default) judge. Default judges: ``compliance`` (not a refusal,
+on topic, not degenerate: the cheap check for the safety gym and quick looks; it sets ``asr``) then
+``refusal`` (phrase list, reported alongside because papers report it); real models want ``harmbench``.
+``metrics.json``: ``asr`` (default judge), ``asr_by_judge`` and the budget (mean/median steps, forward
+and backward passes, seconds).
 Resumable (finished ids are skipped); shardable with ``accelerate launch`` (each process takes
 every world_size-th behaviour; the main process writes the merged metrics after a barrier).
 
@@ -39,6 +42,15 @@ JOB = "attack-llm"
 METHODS = ("embedding", "gcg", "autodan", "pair")
 DEFAULT_BEHAVIORS = "builtin:gym-harmful-test"
 DEFAULT_STEPS = {"embedding": 100, "gcg": 250, "autodan": 100, "pair": 3}
+DEFAULT_JUDGES = ("compliance", "refusal")  # the first sets ``success`` and ``asr``
+# Embedding attack defaults of ``attack llm``, from a measurement on the quick safety gym (30 behaviours,
+# suffix mode, 100 steps): signed steps of 1e-3 reproduced the target on 1/30 at any eps, Adam(lr 1e-2)
+# inside a relative L2 ball of eps 1.0 on 13/30 (compliance ASR 0.40). The CAT training attack keeps the
+# paper's sign-step defaults in ``EmbeddingAttackConfig``.
+EMBEDDING_OPTIMIZER = "adam"
+EMBEDDING_STEP_SIZE = 1e-2
+EMBEDDING_EPS = 1.0
+OPTIMIZERS = ("sign", "adam")
 DEFAULT_INIT = " ".join(["x"] * 20)
 DEFAULT_STREAMS = 20  # PAIR (HarmBench)
 DEFAULT_POPULATION = 64  # AutoDAN (HarmBench)
@@ -79,9 +91,11 @@ class AttackLLMConfig:
     """Everything ``advlab attack llm`` needs; invalid values fail before any work starts.
 
     ``steps=None`` takes the method's default (embedding 100, GCG 250, AutoDAN 100, PAIR 3).
-    Embedding attack: ``eps`` relative radius (None = unbounded), ``step_size`` absolute signed step,
-    ``norm``, ``embedding_mode``. GCG: ``search_width``, ``topk``, ``n_replace``, ``init``,
-    ``buffer_size``, ``mellowmax``, ``allow_non_ascii``.
+    Embedding attack: ``optimizer`` (``adam`` or ``sign``; None = adam, refused with other methods),
+    ``step_size`` (Adam learning rate or absolute signed step), ``eps`` relative per-token radius
+    (None or inf = unbounded; stored as None), ``norm``, ``embedding_mode``; defaults Adam, 1e-2, 1.0
+    (measured on the gym, see ``EMBEDDING_*``). Judges: ``compliance`` then ``refusal``.
+    GCG: ``search_width``, ``topk``, ``n_replace``, ``init``, ``buffer_size``, ``mellowmax``, ``allow_non_ascii``.
     """
 
     method: str
@@ -92,8 +106,9 @@ class AttackLLMConfig:
     search_width: int = 512
     topk: int = 256
     n_replace: int = 1
-    eps: float | None = None
-    step_size: float = 1e-3
+    eps: float | None = EMBEDDING_EPS
+    step_size: float = EMBEDDING_STEP_SIZE
+    optimizer: str | None = None
     norm: str = "l2"
     embedding_mode: str = "suffix"
     init: str = DEFAULT_INIT
@@ -102,7 +117,7 @@ class AttackLLMConfig:
     allow_non_ascii: bool = False
     early_stop: bool = True
     max_new_tokens: int = 64
-    judges: list[str] = field(default_factory=lambda: ["refusal"])
+    judges: list[str] = field(default_factory=lambda: list(DEFAULT_JUDGES))
     judge_model: str | None = None
     system_prompt: str | None = None
     seed: int = 0
@@ -131,12 +146,17 @@ class AttackLLMConfig:
         require(self.search_width >= 1, f"--search-width {self.search_width}: must be at least 1 (default 512)")
         require(self.topk >= 1, f"--topk {self.topk}: must be at least 1 (default 256)")
         require(self.n_replace >= 1, f"--n-replace {self.n_replace}: must be at least 1 (default 1)")
-        require(self.eps is None or self.eps >= 0, f"--eps {self.eps}: must be 0 or more (leave out: unbounded)")
+        if self.eps is not None and self.eps == float("inf"):
+            self.eps = None  # unbounded
+        require(
+            self.eps is None or self.eps >= 0,  # NaN fails too
+            f"--eps {self.eps}: must be 0 or more (or 'none' for unbounded)",
+        )
         require(self.step_size > 0, f"--step-size {self.step_size}: must be positive")
         require(self.norm in ("l2", "linf"), f"--norm {self.norm}: use l2 or linf")
         require(self.embedding_mode in ("suffix", "instruction"), "--embedding-mode: use suffix or instruction")
         require(self.max_new_tokens >= 1, f"--max-new-tokens {self.max_new_tokens}: must be at least 1")
-        require(bool(self.judges), "--judge: give at least one judge (e.g. refusal)")
+        require(bool(self.judges), "--judge: give at least one judge (e.g. compliance)")
         if self.method in ("gcg", "embedding") and (self.method == "gcg" or self.embedding_mode == "suffix"):
             require(bool(self.init.strip()), "--init is empty; pass an initial attack string such as 'x x x x x'")
         self._check_method_options()
@@ -145,6 +165,17 @@ class AttackLLMConfig:
     def _check_method_options(self) -> None:
         """Options that belong to one method are refused with the others (they would be ignored)."""
         m = self.method
+        if self.optimizer is not None:
+            require(
+                m == "embedding",
+                f"--optimizer sets the embedding attack's update rule; it needs --method embedding, not {m}",
+            )
+            require(
+                self.optimizer in OPTIMIZERS,
+                f"--optimizer {self.optimizer}: use one of {', '.join(OPTIMIZERS)} (default {EMBEDDING_OPTIMIZER})",
+            )
+        elif m == "embedding":
+            self.optimizer = EMBEDDING_OPTIMIZER
         require(
             not self.universal or m == "gcg",
             f"--universal optimises one GCG suffix over all behaviours; it needs --method gcg, not {m}",
@@ -233,6 +264,7 @@ class AttackLLMConfig:
             eps=self.eps,
             norm=self.norm,
             step_size=self.step_size,
+            optimizer=self.optimizer,
             mode=self.embedding_mode,
             early_stop=self.early_stop,
             init_str=self.init,
@@ -585,27 +617,6 @@ def compute_metrics(records: Sequence[dict[str, Any]], default_judge: str) -> di
     }
 
 
-class _Barrier:
-    """``wait_for_everyone`` over torch.distributed (gloo on CPU, nccl on CUDA)."""
-
-    def wait_for_everyone(self) -> None:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
-def _dist(device: Any = "cpu") -> tuple[int, int, Any]:
-    """(rank, world_size, barrier-or-None) under ``accelerate launch`` / ``torchrun`` (env WORLD_SIZE).
-
-    Initialises torch.distributed through :func:`advlab.distributed.init_from_env`: gloo for a CPU
-    ``device`` (also on a GPU machine), nccl for CUDA.
-    """
-    from advlab import distributed
-
-    d = distributed.init_from_env(device)
-    return d.rank, d.world_size, (_Barrier() if d.active else None)
-
-
 def run_attack_llm(
     cfg: AttackLLMConfig,
     out: str | Path,
@@ -620,23 +631,19 @@ def run_attack_llm(
     """Run the attack over the behaviours into run directory ``out``; returns the metrics.
 
     ``aux`` replaces the helper backends / transfer models the config would load (tests, notebooks)."""
+    from advlab import distributed
     from advlab.runs import RunDir, check_out_path
     from advlab.utils import resolve_device
 
     check_out_path(out)
-    dev = resolve_device(device)
-    import os
-
-    if dev.type == "cuda" and dev.index is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        import torch
-
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))  # one GPU per process
+    dev = distributed.local_device(resolve_device(device))  # a bare cuda becomes cuda:LOCAL_RANK under a launcher
     behaviors = load_attack_behaviors(cfg)
     judge_objs = list(judges) if judges is not None else make_judges(cfg.judges, cfg.judge_model)
     if cfg.method in ("autodan", "pair"):
         _attack_fn(cfg.method)  # fail early when the method is not available
     check_universal_resume(cfg, out, behaviors)
-    rank, world, state = _dist(dev)
+    # gloo for a CPU device (also on a GPU machine), nccl for CUDA; rank 0 of 1 without a launcher
+    shard = distributed.init_from_env(dev)
     if model_and_tokenizer is None:
         from advlab.models import load_chat_model
 
@@ -661,27 +668,31 @@ def run_attack_llm(
         device=str(dev),
         argv=argv,
         resume_ignore=RESUME_IGNORE,
-        rank=rank,
-        world_size=world,
+        rank=shard.rank,
+        world_size=shard.world_size,
     )
-    if state is not None and rank != 0:
-        state.wait_for_everyone()  # rank 0 creates the directory first
-    with run:
-        if state is not None and rank == 0:
-            state.wait_for_everyone()
+    # rank 0 creates, locks and checks the directory while the others wait; when it refuses (another
+    # config, a live lock) every rank raises the same one-line error instead of waiting at a barrier
+    distributed.main_first(run.open)
+    if not shard.is_main:
+        run.open()
+    try:
         todo = list(run.pending(behaviors, key=lambda b: str(b.id)))
-        show = show_progress and rank == 0
+        show = show_progress and shard.is_main
         if cfg.universal:
             _loop_universal(model, tok, formatter, behaviors, todo, cfg, judge_objs, run, show, aux)
         else:
             _loop(model, tok, formatter, todo, cfg, judge_objs, run, show, aux)
-        if state is not None:
-            state.wait_for_everyone()
+        distributed.barrier()  # every rank's records are on disk before rank 0 merges them
         metrics = compute_metrics(_merged(run, behaviors), judge_objs[0].name)
         metrics.update(mode_metrics(cfg, run.path, metrics))
         run.write_metrics(metrics)
         run.update_manifest(budget=metrics["budget"])
-    if rank == 0:
+    except BaseException as exc:
+        run.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    run.__exit__(None, None, None)
+    if shard.is_main:
         from advlab.report.html import write_report
 
         write_report(run.path)

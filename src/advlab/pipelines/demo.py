@@ -60,6 +60,15 @@ def _update(m: dict[str, Any]) -> str:
             f"{_pct(m.get('s_nfr'))}; robust accuracy {_pct(m.get('new_robust_accuracy'))}")
 
 
+def _attack_asr(m: dict[str, Any]) -> str:
+    """``attack llm`` headline: ASR by the default judge (compliance), the other judges beside it."""
+    if "asr" not in m:
+        return ""
+    judge = m.get("default_judge") or "?"
+    others = ", ".join(f"{j} {_pct(v)}" for j, v in (m.get("asr_by_judge") or {}).items() if j != judge)
+    return f"ASR {_pct(m.get('asr'))} by {judge}" + (f" ({others})" if others else "")
+
+
 def demo_steps(out: Path, gym: Path, seed: int, device: str, quick: bool) -> list[DemoStep]:
     """The demo's commands. ``quick`` shrinks every budget (used by the tests)."""
     common = ["--seed", str(seed), "--device", device]
@@ -79,7 +88,7 @@ def demo_steps(out: Path, gym: Path, seed: int, device: str, quick: bool) -> lis
             ["attack", "llm", "--method", "embedding", "--model", str(gym), "--behaviors", "builtin:gym-harmful-test",
              "--limit", n_llm, "--steps", "20" if quick else "100", "--out", o("attack-embedding"), *common],
             "attack-embedding",
-            lambda m: f"ASR {_pct(m.get('asr'))}",
+            _attack_asr,
         ),
         DemoStep(
             "attack-gcg", "GCG on the gym",
@@ -87,7 +96,7 @@ def demo_steps(out: Path, gym: Path, seed: int, device: str, quick: bool) -> lis
              "--limit", "2" if quick else "6", "--steps", "5" if quick else "60", "--search-width",
              "32" if quick else "128", "--out", o("attack-gcg"), *common],
             "attack-gcg",
-            lambda m: f"ASR {_pct(m.get('asr'))}",
+            _attack_asr,
         ),
         DemoStep(
             "train-mlp", "Digits MLP, PGD adversarial training (the deployed 'old' model)",
