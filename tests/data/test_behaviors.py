@@ -205,3 +205,21 @@ def test_bad_inputs(tmp_path):
         load_harmless(bad)
     with pytest.raises(DataError, match="no such file"):
         load_behaviors(good, targets=tmp_path / "nope.json")
+
+
+
+def test_clashing_ids_are_refused():
+    from advlab.data.behaviors import unique_ids
+    from advlab.errors import DataError
+
+    rows = [Behavior(id="a", behavior="Do X", target=""), Behavior(id="a", behavior="Do X", target="")]
+    assert [b.id for b in unique_ids(rows, "f")] == ["a"]
+    with pytest.raises(DataError, match="used by two different requests"):
+        unique_ids([*rows, Behavior(id="a", behavior="Do Z", target="")], "f")
+
+def test_every_builtin_set_has_unique_ids():
+    from advlab.data.gym import GYM_BEHAVIOR_SETS
+
+    for name, load in GYM_BEHAVIOR_SETS.items():
+        ids = [b.id for b in load()]
+        assert len(ids) == len(set(ids)), name

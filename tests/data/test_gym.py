@@ -43,6 +43,14 @@ def _solve(prompt: str) -> str:
     nums = [int(x) for x in re.findall(r"\d+", prompt)]
     words = re.findall(r"'([^']*)'", prompt)
     p = re.sub(r"'[^']*'", "''", prompt.lower())  # keywords outside the quoted word
+    spelled = re.fullmatch(r"[^:]*: ((?:[a-z] )*[a-z])", prompt)  # "Reverse: c a t"
+    if spelled:
+        letters = spelled.group(1).split(" ")
+        if "revers" in p or "backwards" in p:
+            return " ".join(letters[::-1])
+        if "upper" in p or "capital" in p:
+            return " ".join(chr(ord(c) - 32) for c in letters)
+        return str(len(letters))
     if "sentiment" in p:
         pos = re.search(r"\b(loved|enjoyed|adored|liked|delighted)\b", words[0].lower())
         return "positive" if pos else "negative"
@@ -58,12 +66,6 @@ def _solve(prompt: str) -> str:
         return str(nums[0] * nums[1])
     if "larger" in p or "bigger" in p or "maximum" in p:
         return str(max(nums))
-    if "revers" in p or "backwards" in p:
-        return "".join(reversed(words[0]))
-    if "upper" in p or "capital letters" in p:
-        return "".join(chr(ord(c) - 32) if "a" <= c <= "z" else c for c in words[0])
-    if "letters" in p or "how long" in p:
-        return str(len(words[0]))
     return "<fact>"
 
 
@@ -77,6 +79,12 @@ def test_task_answers_match_independent_solver():
             assert it.category == "fact"
             continue
         assert it.expected == want, it.prompt
+
+
+def test_letter_tasks_hold_out_whole_words():
+    train = {i.extra["word"] for i in gym.task_items("train") if i.category in ("reverse", "upper", "length")}
+    test = {i.extra["word"] for i in gym.task_items("test") if i.category in ("reverse", "upper", "length")}
+    assert test and not (train & test)
 
 
 def test_fact_answers_from_independent_table():

@@ -1,4 +1,4 @@
-"""``advlab analyze {flatness,valley,hessian}`` and ``advlab reproduce valley`` (parsing and printing only)."""
+"""``advlab analyze {flatness,valley,llm-valley,hessian}`` and ``advlab reproduce valley`` (parsing, printing)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,17 @@ import typer
 from advlab.cli.common import DeviceOpt, SeedOpt, argv, done, info, out_option
 
 ModelOpt = typer.Option(..., "--model", "-m", help="A classifier directory written by `advlab train classifier`.")
-DataOpt = typer.Option("digits", "--data", help="Image set the model was trained on (digits is built in).")
+DataOpt = typer.Option(
+    "digits", "--data", help="Data set the model was trained on (as in `advlab train classifier --data`)."
+)
 SplitOpt = typer.Option("test", "--split", help="Data split to analyse: train, val or test.")
 LayerOpt = typer.Option(
     None, "--layer", help="Module name of a linear layer (see model.named_modules()); default: the logits layer."
 )
 MethodOpt = typer.Option(
-    "exact", "--method",
-    help="Flatness computation: exact (closed form, logits layer only), hutchinson (any linear layer), "
+    "exact",
+    "--method",
+    help="Flatness computation: exact (closed form, logits layer only), hutchinson (any linear layer) or "
     "brute (full Hessian, tiny layers only).",
 )
 
@@ -25,7 +28,7 @@ def flatness(
     model: Path = ModelOpt,
     layer: str = LayerOpt,
     method: str = MethodOpt,
-    samples: int = typer.Option(64, "--samples", help="Hutchinson probes per example (method hutchinson)."),
+    samples: int = typer.Option(64, "--samples", help="Hutchinson probes per example (only with --method hutchinson)."),
     data: str = DataOpt,
     split: str = SplitOpt,
     limit: int = typer.Option(None, "--limit", help="Analyse only the first N examples (default: all)."),
@@ -38,40 +41,74 @@ def flatness(
 
     Records per example: kappa, trace_variant (‖W‖²·Tr H), trace (Tr H), phi_sq (‖φ‖²), confidence.
 
-    Example: advlab analyze flatness --model runs/cnn --data digits --out runs/flat
+    Example:
+      advlab analyze flatness --model runs/cnn --data digits --out runs/flat
     """
     from advlab.analysis.jobs import run_flatness_job
     from advlab.utils import resolve_device
 
     dev = resolve_device(device)
-    m = run_flatness_job(model, out, layer=layer, method=method, samples=samples, data=data, split=split,
-                         limit=limit, batch_size=batch_size, seed=seed, device=dev, argv=argv())
-    info(f"{m['examples']} examples, layer {m['layer']} ({m['method']}): mean κ {m['mean_kappa']:.4g}, "
-         f"mean Tr H {m['mean_trace']:.4g}, mean ‖φ‖² {m['mean_phi_sq']:.4g}")
+    m = run_flatness_job(
+        model,
+        out,
+        layer=layer,
+        method=method,
+        samples=samples,
+        data=data,
+        split=split,
+        limit=limit,
+        batch_size=batch_size,
+        seed=seed,
+        device=dev,
+        argv=argv(),
+    )
+    info(
+        f"{m['examples']} examples, layer {m['layer']} ({m['method']}): mean κ {m['mean_kappa']:.4g}, "
+        f"mean Tr H {m['mean_trace']:.4g}, mean ‖φ‖² {m['mean_phi_sq']:.4g}"
+    )
     done(out)
 
 
-def _valley_config(eps, step_size, steps, norm, random_start, layer, method, samples, n_examples, all_examples,
-                   batch_size):
+def _valley_config(
+    eps, step_size, steps, norm, random_start, layer, method, samples, n_examples, all_examples, batch_size
+):
     from advlab.analysis.valley import ValleyConfig
 
-    return ValleyConfig(eps=eps, step_size=step_size, steps=steps, norm=norm.lower(), random_start=random_start,
-                        layer=layer, method=method, samples=samples, n_examples=n_examples,
-                        only_correct=not all_examples, batch_size=batch_size)
+    return ValleyConfig(
+        eps=eps,
+        step_size=step_size,
+        steps=steps,
+        norm=norm.lower(),
+        random_start=random_start,
+        layer=layer,
+        method=method,
+        samples=samples,
+        n_examples=n_examples,
+        only_correct=not all_examples,
+        batch_size=batch_size,
+    )
 
 
-EpsOpt = typer.Option(0.3, "--eps", help="Attack radius in the chosen norm (inputs are in [0, 1]).")
-StepOpt = typer.Option(0.01, "--step-size", help="Absolute attack step size α.")
+EpsOpt = typer.Option(0.3, "--eps", help="Attack radius in --norm on the [0, 1] input scale.")
+StepOpt = typer.Option(
+    0.01, "--step-size", help="Attack step size α on the [0, 1] input scale (absolute, not relative to eps)."
+)
 StepsOpt = typer.Option(
-    60, "--steps", help="Attack iterations; choose several times the steps needed to flip the label."
+    60, "--steps", help="Attack iterations; choose several times the number needed to flip the label."
 )
 NormOpt = typer.Option("linf", "--norm", help="Threat model: linf (sign steps) or l2 (normalised gradient).")
-RandomStartOpt = typer.Option(False, "--random-start/--no-random-start",
-                              help="Start from a random point of the ball (the reference code does not).")
+RandomStartOpt = typer.Option(
+    False,
+    "--random-start/--no-random-start",
+    help="Start the attack from a random point of the ball (the reference code does not).",
+)
 NExamplesOpt = typer.Option(200, "--n-examples", help="Number of examples to attack (the first ones of the split).")
-AllOpt = typer.Option(False, "--all-examples",
-                      help="Also attack examples the model already misclassifies (default: correct ones only).")
-SamplesOpt = typer.Option(16, "--samples", help="Hutchinson probes per example and step (method hutchinson).")
+AllOpt = typer.Option(
+    False, "--all-examples", help="Also attack examples the model already misclassifies (default: correct ones only)."
+)
+SamplesOpt = typer.Option(
+    16, "--samples", help="Hutchinson probes per example and step (only with --method hutchinson)."
+)
 BatchOpt = typer.Option(100, "--batch-size", help="Examples attacked together.")
 
 
@@ -100,13 +137,15 @@ def valley(
     flatness (κ), trace_variant, trace, phi_sq, grad_norm, pert_norm, flipped and flip_step. Metrics say
     whether κ rises before the flip and falls after it; figures align curves at each example's flip.
 
-    Example: advlab analyze valley --model runs/cnn --data digits --out runs/valley
+    Example:
+      advlab analyze valley --model runs/cnn --data digits --out runs/valley
     """
     from advlab.analysis.jobs import run_valley_job
     from advlab.utils import resolve_device
 
-    cfg = _valley_config(eps, step_size, steps, norm, random_start, layer, method, samples, n_examples,
-                         all_examples, batch_size)
+    cfg = _valley_config(
+        eps, step_size, steps, norm, random_start, layer, method, samples, n_examples, all_examples, batch_size
+    )
     dev = resolve_device(device)
     m = run_valley_job(model, out, cfg, data=data, split=split, seed=seed, device=dev, argv=argv())
     _print_valley(m)
@@ -114,26 +153,31 @@ def valley(
 
 
 def _print_valley(m: dict) -> None:
-    info(f"{m['examples']} examples: {m['flipped']} flipped, {m['never_flipped']} never flipped, "
-         f"{m['initially_misclassified']} misclassified from the start")
+    info(
+        f"{m['examples']} examples: {m['flipped']} flipped, {m['never_flipped']} never flipped, "
+        f"{m['initially_misclassified']} misclassified from the start"
+    )
     if m.get("note"):
         info(f"[yellow]{m['note']}[/yellow]")
         return
     f = m["flatness"]
-    info(f"median flip step {m['flip_step_median']:g}; κ at the flip / clean: {f['median_ratio_at_flip_over_clean']}"
-         f"; κ at the end / at the flip: {f['median_ratio_end_over_flip']}; "
-         f"rise-then-fall in {100 * f['fraction_rise_then_fall']:.0f} % of flipped examples")
+    info(
+        f"median flip step {m['flip_step_median']:g}; κ at the flip / clean: {f['median_ratio_at_flip_over_clean']}"
+        f"; κ at the end / at the flip: {f['median_ratio_end_over_flip']}; "
+        f"rise-then-fall in {100 * f['fraction_rise_then_fall']:.0f} % of flipped examples"
+    )
 
 
 def hessian(
     model: Path = ModelOpt,
     layer: list[str] = typer.Option(
-        ["all"], "--layer",
+        ["all"],
+        "--layer",
         help="Parameter group: a module name, several joined by '+', or 'all' (repeat for several groups).",
     ),
-    samples: int = typer.Option(100, "--samples", help="Hutchinson probes for the trace."),
-    top_k: int = typer.Option(1, "--top-k", help="Number of top eigenvalues (power iteration; 0: none)."),
-    max_iter: int = typer.Option(100, "--max-iter", help="Power-iteration steps per eigenvalue at most."),
+    samples: int = typer.Option(100, "--samples", help="Hutchinson probes for the trace estimate."),
+    top_k: int = typer.Option(1, "--top-k", help="Number of top eigenvalues, by power iteration (0: none)."),
+    max_iter: int = typer.Option(100, "--max-iter", help="Maximum power-iteration steps per eigenvalue."),
     tol: float = typer.Option(1e-4, "--tol", help="Relative tolerance that stops the power iteration."),
     data: str = DataOpt,
     split: str = SplitOpt,
@@ -144,24 +188,45 @@ def hessian(
 ) -> None:
     """Hessian trace (Hutchinson, with standard error) and top eigenvalues of the mean loss per parameter group.
 
-    Example: advlab analyze hessian --model runs/cnn --layer fc --layer all --out runs/hess
+    Example:
+      advlab analyze hessian --model runs/cnn --layer fc --layer all \\
+          --out runs/hessian
     """
     from advlab.analysis.jobs import run_hessian_job
     from advlab.utils import resolve_device
 
     dev = resolve_device(device)
-    m = run_hessian_job(model, out, layers=layer, samples=samples, top_k=top_k, max_iter=max_iter, tol=tol,
-                        data=data, split=split, limit=limit, seed=seed, device=dev, argv=argv())
+    m = run_hessian_job(
+        model,
+        out,
+        layers=layer,
+        samples=samples,
+        top_k=top_k,
+        max_iter=max_iter,
+        tol=tol,
+        data=data,
+        split=split,
+        limit=limit,
+        seed=seed,
+        device=dev,
+        argv=argv(),
+    )
     for g, v in m.items():
         if isinstance(v, dict):
-            info(f"{g}: {v['num_params']} parameters, Tr H {v['trace']:.4g} ± {v['trace_se']:.2g}, "
-                 f"top eigenvalue {v['top_eigenvalue']}")
+            info(
+                f"{g}: {v['num_params']} parameters, Tr H {v['trace']:.4g} ± {v['trace_se']:.2g}, "
+                f"top eigenvalue {v['top_eigenvalue']}"
+            )
     done(out)
 
 
 def reproduce_valley(
-    epochs: int = typer.Option(20, "--epochs", help="Training epochs of each model (reused when done)."),
-    train_eps: float = typer.Option(0.1, "--train-eps", help="L∞ radius of PGD adversarial training."),
+    epochs: int = typer.Option(
+        20, "--epochs", help="Training epochs of each model (a model already trained in OUT is reused)."
+    ),
+    train_eps: float = typer.Option(
+        0.1, "--train-eps", help="L∞ radius of PGD adversarial training on the [0, 1] input scale."
+    ),
     eps: float = EpsOpt,
     step_size: float = StepOpt,
     steps: int = StepsOpt,
@@ -173,43 +238,66 @@ def reproduce_valley(
 ) -> None:
     """Reproduce the uncanny valley on digits: a standard and a PGD-AT CNN, the valley on both, compared.
 
-    Example: advlab reproduce valley --out runs/valley-repro
+    Trains (or reuses, when resumed) both CNNs into OUT/models/{standard,pgd-at}, runs the valley
+    experiment on each into OUT/valley-{standard,pgd-at}, and writes the side-by-side comparison
+    (metrics.json, figures/valley_comparison.png, report.html) into OUT.
+
+    Example:
+      advlab reproduce valley --out runs/valley-repro
     """
     from advlab.pipelines.valley import ReproduceValleyConfig
     from advlab.pipelines.valley import reproduce_valley as run
     from advlab.utils import resolve_device
 
     cfg = ReproduceValleyConfig(
-        epochs=epochs, train_eps=train_eps,
+        epochs=epochs,
+        train_eps=train_eps,
         valley=_valley_config(eps, step_size, steps, norm, False, None, "exact", 16, n_examples, False, 100),
     )
     dev = resolve_device(device)
     m = run(out, cfg, seed=seed, device=dev, argv=argv())
     comp = m["comparison"]
-    for key in ("val_clean_accuracy", "val_robust_accuracy", "flipped", "never_flipped",
-                "flip_step_median", "flatness.median_ratio_at_flip_over_clean",
-                "flatness.median_ratio_end_over_flip", "flatness.fraction_rise_then_fall"):
+    for key in (
+        "val_clean_accuracy",
+        "val_robust_accuracy",
+        "flipped",
+        "never_flipped",
+        "flip_step_median",
+        "flatness.median_ratio_at_flip_over_clean",
+        "flatness.median_ratio_end_over_flip",
+        "flatness.fraction_rise_then_fall",
+    ):
         if key in comp:
-            info(f"{key}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                        for k, v in comp[key].items()))
+            info(
+                f"{key}: "
+                + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in comp[key].items())
+            )
     done(out)
 
 
 def llm_valley(
-    model: Path = typer.Option(..., "--model", "-m", help="A chat-model directory (e.g. the safety gym)."),
+    model: Path = typer.Option(
+        ..., "--model", "-m", help="A local chat-model directory, e.g. the --out of `advlab zoo build safety-gym`."
+    ),
     behaviors: str = typer.Option(
-        ..., "--behaviors", help="Behaviours with targets: a file or builtin:NAME (e.g. builtin:gym-harmful-test)."
+        ...,
+        "--behaviors",
+        help="Behaviours with targets: a behaviour file or builtin:NAME (e.g. builtin:gym-harmful-test).",
     ),
     method: str = typer.Option("gcg", "--method", help="Attack whose trajectory is followed: gcg or embedding."),
     steps: int = typer.Option(20, "--steps", help="Attack steps per behaviour (no early stop; recorded every step)."),
     limit: int = typer.Option(None, "--limit", help="Analyse only the first N behaviours (default: all)."),
-    layer: str = typer.Option(None, "--layer",
-                              help="Module name of the linear output head (default: the model's head, lm_head)."),
-    search_width: int = typer.Option(64, "--search-width", help="GCG candidates per step (method gcg)."),
-    eps: float = typer.Option(0.05, "--eps",
-                              help="Embedding-attack radius relative to the mean embedding norm (method embedding)."),
+    layer: str = typer.Option(
+        None, "--layer", help="Module name of the linear output head (default: the model's head, lm_head)."
+    ),
+    search_width: int = typer.Option(64, "--search-width", help="GCG candidates per step (only with --method gcg)."),
+    eps: float = typer.Option(
+        0.05,
+        "--eps",
+        help="Embedding-attack radius relative to the mean embedding norm (only with --method embedding).",
+    ),
     step_size: float = typer.Option(
-        1e-4, "--step-size", help="Embedding-attack signed-gradient step (method embedding)."
+        1e-4, "--step-size", help="Embedding-attack signed-gradient step (only with --method embedding)."
     ),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
@@ -222,21 +310,39 @@ def llm_valley(
     flipped (greedy decoding reproduces the target; checked at every step, it costs no extra forward pass)
     and flip_step (first flipped step, null if none).
 
-    Example: advlab analyze llm-valley --model gym --behaviors builtin:gym-harmful-test --method gcg --out runs/v
+    Example:
+      advlab analyze llm-valley --model models/gym --method gcg \\
+          --behaviors builtin:gym-harmful-test --out runs/llm-valley
     """
     from advlab.analysis.llm_flatness import run_llm_valley_job
     from advlab.utils import resolve_device
 
     dev = resolve_device(device)
-    m = run_llm_valley_job(model, behaviors, out, method=method.lower(), steps=steps, limit=limit, layer=layer,
-                           search_width=search_width, eps=eps, step_size=step_size, seed=seed, device=dev,
-                           argv=argv())
-    info(f"{m['examples']} behaviours ({m['method']}): {m['flips'][m['method']]} flipped, "
-         f"{m['never_flipped']} never flipped")
+    m = run_llm_valley_job(
+        model,
+        behaviors,
+        out,
+        method=method.lower(),
+        steps=steps,
+        limit=limit,
+        layer=layer,
+        search_width=search_width,
+        eps=eps,
+        step_size=step_size,
+        seed=seed,
+        device=dev,
+        argv=argv(),
+    )
+    info(
+        f"{m['examples']} behaviours ({m['method']}): {m['flips'][m['method']]} flipped, "
+        f"{m['never_flipped']} never flipped"
+    )
     if m.get("note"):
         info(f"[yellow]{m['note']}[/yellow]")
     else:
         f = m["flatness"]
-        info(f"median flip step {m['flip_step_median']:g}; median flatness before / at / after the flip: "
-             f"{f['median_before_flip']} / {f['median_at_flip']} / {f['median_after_flip']}")
+        info(
+            f"median flip step {m['flip_step_median']:g}; median flatness before / at / after the flip: "
+            f"{f['median_before_flip']} / {f['median_at_flip']} / {f['median_after_flip']}"
+        )
     done(out)

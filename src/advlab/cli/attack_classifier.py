@@ -25,9 +25,7 @@ def parse_eps(values: list[str]) -> list[float]:
                 else:
                     out.append(float(part))
             except (ValueError, ZeroDivisionError):
-                raise ConfigError(
-                    f"--eps {part!r} is not a number; pass e.g. --eps 0.1 or --eps 8/255"
-                ) from None
+                raise ConfigError(f"--eps {part!r} is not a number; pass e.g. --eps 0.1 or --eps 8/255") from None
     return out
 
 
@@ -36,30 +34,30 @@ def attack_classifier(
         "pgd",
         "--method",
         "-m",
-        help="fgsm (one step), pgd (Madry et al.), apgd (APGD-CE, Croce & Hein 2020) or worst-case "
+        help="Attack: fgsm (one step), pgd (Madry et al.), apgd (APGD-CE, Croce & Hein 2020) or worst-case "
         "(APGD-CE, then APGD-T on the remaining points, then a black-box check; per-sample worst case).",
     ),
-    model: Path = typer.Option(
-        ..., "--model", help="A classifier directory written by `advlab train classifier`."
-    ),
+    model: Path = typer.Option(..., "--model", help="A classifier directory written by `advlab train classifier`."),
     eps: list[str] = typer.Option(
         ["0.1"],
         "--eps",
         help="Attack radius on the [0, 1] input scale; repeat it or pass a comma list to sweep "
-        "(--eps 0.1 --eps 0.2, or --eps 0.1,0.2,0.3; 8/255 works too). Default 0.1.",
+        "(--eps 0.1 --eps 0.2, or --eps 0.1,0.2,0.3; 8/255 works too).",
     ),
     norm: str = typer.Option("linf", "--norm", help="Threat model: linf (max per pixel) or l2 (Euclidean)."),
     steps: int | None = typer.Option(
         None, "--steps", help="Attack iterations (default: pgd 50, apgd and worst-case 100; fgsm is 1)."
     ),
     step_size: float | None = typer.Option(
-        None, "--step-size", help="PGD step size on the input scale (default 2.5·eps/steps)."
+        None, "--step-size", help="PGD step size on the [0, 1] input scale (default: 2.5·eps/steps)."
     ),
-    restarts: int = typer.Option(1, "--restarts", help="Random restarts of pgd/apgd (per-sample best kept)."),
+    restarts: int = typer.Option(
+        1, "--restarts", help="Random restarts of pgd and apgd (the per-sample best is kept)."
+    ),
     random_start: bool = typer.Option(
         True,
         "--random-start/--no-random-start",
-        help="PGD starts from a random point of the ball (default on).",
+        help="Start PGD from a random point of the ball.",
     ),
     data: str | None = typer.Option(
         None,
@@ -68,7 +66,9 @@ def attack_classifier(
         "(default: the data the model was trained on).",
     ),
     split: str = typer.Option("test", "--split", help="Data split: train, val or test."),
-    limit: int | None = typer.Option(None, "--limit", help="Attack only the first N samples of the split."),
+    limit: int | None = typer.Option(
+        None, "--limit", help="Attack only the first N samples of the split (default: all)."
+    ),
     batch_size: int = typer.Option(256, "--batch-size", help="Samples attacked at once."),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
@@ -81,7 +81,9 @@ def attack_classifier(
     accuracy against ε and shows example perturbations. A sample counts as robust when it is classified
     correctly both clean and under attack.
 
-    Example:  advlab attack classifier --method worst-case --model runs/cnn-at --eps 0.1,0.2,0.3 --out runs/wc
+    Example:
+      advlab attack classifier --method worst-case --model runs/cnn-at \\
+          --eps 0.1,0.2,0.3 --out runs/wc
     """
     from advlab.attacks.classifier.evaluate import AttackEvalConfig, run_attack_eval
     from advlab.utils import resolve_device, seed_everything

@@ -11,7 +11,7 @@ from advlab.cli.common import DeviceOpt, SeedOpt, console, done, out_option
 
 def demo(
     out: Path = out_option("Directory for the demo: one run directory per step, and index.html linking them."),
-    quick: bool = typer.Option(False, "--quick", help="Tiny budgets everywhere (about two minutes; for a smoke test)."),
+    quick: bool = typer.Option(False, "--quick", help="Tiny budgets everywhere: a smoke test of about two minutes."),
     gym: Path = typer.Option(
         None, "--gym", help="Use this chat model instead of the cached safety gym (built on first use)."
     ),
@@ -26,7 +26,9 @@ def demo(
     performs a robustness-congruent model update. Each step is printed as the advlab command
     it runs, so you can re-run or vary any step by hand. Open OUT/index.html when it is done.
 
-    Example:  advlab demo --out runs/demo
+    Examples:
+      advlab demo --out runs/demo
+      advlab demo --out runs/demo-quick --quick
     """
     from advlab.cli.main import app
     from advlab.errors import ConfigError
@@ -41,6 +43,13 @@ def demo(
         command = typer.main.get_command(app)
         command.main(args=args, prog_name="advlab", standalone_mode=False)
 
-    result = run_demo(out, seed=seed, device=device, quick=quick, gym=gym, invoke=invoke,
-                      echo=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True))
+    result = run_demo(
+        out,
+        seed=seed,
+        device=device,
+        quick=quick,
+        gym=gym,
+        invoke=invoke,
+        echo=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True),
+    )
     done(result["index"], "demo index")

@@ -14,8 +14,8 @@ def eval_llm(
         ...,
         "--model",
         "-m",
-        help="A local Hugging Face model directory (safetensors) "
-        "or a hub id, e.g. the --out of 'advlab zoo build safety-gym'.",
+        help="A local Hugging Face model directory (safetensors) or a hub id, e.g. the --out of "
+        "`advlab zoo build safety-gym`.",
     ),
     out: Path = typer.Option(
         ..., "--out", "-o", help="Run directory to write (created; re-running the same command resumes)."
@@ -23,35 +23,42 @@ def eval_llm(
     behaviors: str = typer.Option(
         "builtin:gym-harmful-test",
         "--behaviors",
-        help="Harmful requests to measure refusal on: a behaviour "
-        "file (AdvBench / HarmBench / StrongREJECT / JSON) or builtin:NAME; 'none' skips them.",
+        help="Harmful requests to measure refusal on: a behaviour file (AdvBench / HarmBench / "
+        "StrongREJECT / JSON) or builtin:NAME; 'none' skips them.",
     ),
     harmless: str = typer.Option(
         "builtin:gym-harmless-test",
         "--harmless",
-        help="Harmless requests to measure over-refusal on (file or builtin:NAME); 'none' skips them.",
+        help="Harmless requests to measure over-refusal on: a JSON / JSONL / TXT / CSV file or builtin:NAME; "
+        "'none' skips them.",
     ),
     tasks: str = typer.Option(
         "builtin:gym-tasks-test",
         "--tasks",
-        help="Checkable tasks with exact answers to measure utility on; 'none' skips them.",
+        help="Checkable tasks with exact answers to measure utility on: builtin:NAME; 'none' skips them.",
     ),
     limit: int = typer.Option(
-        None, "--limit", help="Evaluate N items of each set, spread evenly over it (default: all)."
+        None, "--limit", help="Evaluate N items of each set, spread evenly over it (default: all of them)."
     ),
-    max_new_tokens: int = typer.Option(48, "--max-new-tokens", help="Tokens generated per answer (greedy)."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Requests generated together."),
+    max_new_tokens: int = typer.Option(
+        48, "--max-new-tokens", help="Maximum tokens generated per answer (greedy decoding)."
+    ),
+    batch_size: int = typer.Option(32, "--batch-size", help="Requests generated together in one batch."),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
 ) -> None:
-    """Measure a chat model: refusal on harmful requests, exact-match utility on small tasks and
-    over-refusal on harmless requests. Defaults are the safety gym's held-out built-in sets.
+    """Measure a chat model: refusal on harmful requests, utility on small tasks, over-refusal on harmless ones.
 
-    Writes results.jsonl (one record per request: kind, prompt, completion, judges; tasks also
-    expected and correct), metrics.json (refusal_rate, utility, over_refusal and counts), figures and
-    report.html into --out. Re-running the same command resumes.
+    Every answer is generated greedily. Refusal and over-refusal are the shares of harmful and harmless
+    requests answered with a refusal; utility is the share of tasks answered with the exact expected
+    answer. The defaults are the safety gym's held-out built-in sets.
 
-    Example:  advlab eval llm --model models/gym --out runs/eval-gym --limit 100
+    Writes results.jsonl (one record per request: kind, prompt, completion, judges; tasks also expected
+    and correct), metrics.json (refusal_rate, utility, over_refusal and counts), figures and report.html
+    into --out. Re-running the same command resumes.
+
+    Example:
+      advlab eval llm --model models/gym --out runs/eval-gym --limit 100
     """
     from advlab.pipelines.eval_llm import EvalLLMConfig, run_eval_llm
 

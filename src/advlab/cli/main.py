@@ -8,17 +8,22 @@ import sys
 
 import typer
 
+from advlab.cli.common import reflow_help
 from advlab.errors import AdvlabError
 
 app = typer.Typer(
     name="advlab",
-    help=(
-        "advlab: a laboratory for the adversarial robustness of classifiers and LLMs.\n\n"
-        "Attack models, train them to resist, update them without losing robustness, poison their "
-        "training data, and look at the loss landscape around adversarial examples. Every job writes "
-        "a run directory (--out) with manifest.json, config.yaml, results.jsonl, metrics.json and a "
-        "report; re-running the same command resumes it.\n\n"
-        "Start with:  advlab demo --out runs/demo"
+    help=reflow_help(
+        """advlab: a laboratory for the adversarial robustness of classifiers and LLMs.
+
+        Attack models, train them to resist, update them without losing robustness, and look at the loss
+        landscape around adversarial examples. Every job writes a run directory
+        (--out) with manifest.json, config.yaml, results.jsonl, metrics.json and report.html; re-running
+        the same command resumes it. Each command's --help explains its options and ends with an example.
+
+        Start with:
+          advlab demo --out runs/demo
+        """
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -30,14 +35,14 @@ GROUPS = {
     "zoo": "Build the embedded default models (the safety-gym chat model).",
     "attack": "Attack a chat LLM (embedding, GCG, AutoDAN, PAIR) or an image classifier (FGSM, PGD, APGD).",
     "eval": "Measure a chat LLM: refusal on harmful requests, task utility, over-refusal on harmless ones.",
-    "train": "Train robust models: classifiers (standard, PGD-AT, TRADES), LLMs (CAT, CAPO, R2D2).",
+    "train": "Train robust image classifiers (standard, PGD-AT, TRADES).",
     "update": "Update a classifier without losing robustness (RCAT, PCT, PCT-AT, adversarial fine-tuning).",
     "analyze": "Loss-landscape analysis: relative flatness, Hessian spectra, the uncanny-valley experiment.",
-    "poison": "Backdoor poisoning of instruction tuning: trigger learning, poisoned sets, tuning, evaluation.",
     "reproduce": "One recipe per paper, writing its table and figures.",
 }
 
-# (group, command name) -> "module:function"; modules are imported lazily so --help stays fast.
+# (group, command name) -> "module:function". The command modules import their heavy dependencies inside
+# the functions, so --help stays fast. Each function's docstring is its help (reflowed by reflow_help).
 COMMANDS: dict[tuple[str | None, str], str] = {
     ("zoo", "build"): "advlab.cli.zoo:build",
     ("eval", "llm"): "advlab.cli.eval_llm:eval_llm",
@@ -76,13 +81,14 @@ def _register() -> None:
         func = getattr(module, func_name, None)
         if func is None:
             continue
+        help_text = reflow_help(func.__doc__)
         if group is None:
-            app.command(name)(func)
+            app.command(name, help=help_text)(func)
         else:
             if group not in _sub:
                 _sub[group] = typer.Typer(help=GROUPS[group], no_args_is_help=True)
                 app.add_typer(_sub[group], name=group)
-            _sub[group].command(name)(func)
+            _sub[group].command(name, help=help_text)(func)
 
 
 _register()

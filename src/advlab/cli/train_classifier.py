@@ -14,25 +14,27 @@ def train_classifier(
         "standard",
         "--method",
         "-m",
-        help="standard (clean cross-entropy), pgd-at (Madry et al. 2018: train on PGD examples) or "
+        help="Training: standard (clean cross-entropy), pgd-at (Madry et al. 2018: train on PGD examples) or "
         "trades (Zhang et al. 2019: CE + beta·KL between clean and adversarial predictions).",
     ),
     model: str = typer.Option("cnn", "--model", help="Architecture: linear, mlp, cnn (small CNN) or resnet."),
     data: str = typer.Option(
         "digits",
         "--data",
-        help="digits (built in, 8×8), mnist[:DIR] or cifar10[:DIR] (torchvision's on-disk layout), "
+        help="Data set: digits (built in, 8×8), mnist[:DIR] or cifar10[:DIR] (torchvision's on-disk layout), "
         "stripes or two-moons (synthetic two-class sets).",
     ),
     epochs: int = typer.Option(20, "--epochs", help="Training epochs."),
     eps: float = typer.Option(
-        0.1, "--eps", help="Training radius for pgd-at/trades, and the per-epoch PGD evaluation."
+        0.1,
+        "--eps",
+        help="Attack radius on the [0, 1] input scale for pgd-at and trades, and of the per-epoch PGD evaluation.",
     ),
-    norm: str = typer.Option("linf", "--norm", help="Threat model: linf or l2."),
-    steps: int = typer.Option(10, "--steps", help="PGD steps of the inner maximisation (pgd-at, trades)."),
-    beta: float = typer.Option(6.0, "--beta", help="TRADES trade-off beta (default 6, as in the paper)."),
+    norm: str = typer.Option("linf", "--norm", help="Threat model: linf (max per pixel) or l2 (Euclidean)."),
+    steps: int = typer.Option(10, "--steps", help="PGD steps of the inner maximisation (pgd-at and trades)."),
+    beta: float = typer.Option(6.0, "--beta", help="TRADES trade-off beta (6 in the paper)."),
     lr: float = typer.Option(1e-3, "--lr", help="Learning rate."),
-    optimizer: str = typer.Option("adam", "--optimizer", help="adam or sgd (momentum 0.9)."),
+    optimizer: str = typer.Option("adam", "--optimizer", help="Optimiser: adam or sgd (momentum 0.9)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Mini-batch size."),
     eval_eps: float | None = typer.Option(
         None, "--eval-eps", help="Radius of the per-epoch PGD evaluation (default: --eps)."
@@ -46,16 +48,21 @@ def train_classifier(
 ) -> None:
     """Train an image classifier, evaluating clean and PGD accuracy on the validation split each epoch.
 
-    The output directory is both a run directory (results.jsonl with one record per epoch,
-    metrics.json, report.html with the training curves) and a model directory (model.safetensors +
-    classifier.json) that `advlab attack classifier --model DIR` and `advlab.models.load_classifier(DIR)`
-    read. Checkpoints (model and optimizer, safetensors) are kept under DIR/checkpoint.
+    The output directory is both a run directory (results.jsonl with one record per epoch, metrics.json,
+    report.html with the training curves) and a model directory (model.safetensors + classifier.json)
+    that `advlab attack classifier --model DIR` and `advlab.models.load_classifier(DIR)` read.
+    Checkpoints (model and optimiser state, safetensors) are kept under DIR/checkpoint.
 
-    'accelerate launch --multi_gpu --num_processes N -m advlab.cli.main train classifier ...' (or 'torchrun
-    --standalone --nproc_per_node N -m advlab.cli.main ...') splits each batch over N processes; only the
-    main process writes DIR and prints (see docs/scaling.md).
+    Launched with accelerate or torchrun, each batch is split over N processes; only the main process
+    writes DIR and prints (see docs/scaling.md):
+      accelerate launch --multi_gpu --num_processes N \\
+          -m advlab.cli.main train classifier ...
+      torchrun --standalone --nproc_per_node N \\
+          -m advlab.cli.main train classifier ...
 
-    Example:  advlab train classifier --method pgd-at --model cnn --eps 0.2 --epochs 20 --out runs/cnn-at
+    Example:
+      advlab train classifier --method pgd-at --model cnn --eps 0.2 --epochs 20 \\
+          --out runs/cnn-at
     """
     from advlab.training.classifier import TrainConfig, run_training
     from advlab.utils import resolve_device

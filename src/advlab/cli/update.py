@@ -16,21 +16,17 @@ NewOpt = typer.Option(
     ..., "--new", help="Directory of the new classifier that would replace it (same classes and inputs)."
 )
 DataOpt = typer.Option(
-    "digits", "--data", help="Image data set both models were trained on (default: digits)."
+    "digits", "--data", help="Data set both models were trained on (as in `advlab train classifier --data`)."
 )
-EpsOpt = typer.Option(
-    0.1, "--eps", help="Radius of the evaluation attack in pixel units (inputs in [0, 1]); default 0.1."
-)
+EpsOpt = typer.Option(0.1, "--eps", help="Radius of the evaluation attack on the [0, 1] input scale.")
 NormOpt = typer.Option("linf", "--norm", help="Threat model of the evaluation attack: linf or l2.")
 AttackOpt = typer.Option(
     "apgd",
     "--attack",
     help="Evaluation attack run white-box on each model on its own: apgd (APGD-CE), pgd or fgsm.",
 )
-StepsOpt = typer.Option(
-    50, "--steps", help="Iterations of the evaluation attack (default 50, as in the RCAT paper)."
-)
-LimitOpt = typer.Option(None, "--limit", help="Use only the first N test samples (default: all).")
+StepsOpt = typer.Option(50, "--steps", help="Iterations of the evaluation attack (50 in the RCAT paper).")
+LimitOpt = typer.Option(None, "--limit", help="Use only the first N evaluation samples (default: all).")
 
 
 def _print_metrics(m: dict[str, Any]) -> None:
@@ -75,19 +71,21 @@ def check_update(
     attack: str = AttackOpt,
     steps: int = StepsOpt,
     limit: int = LimitOpt,
-    batch_size: int = typer.Option(256, "--batch-size", help="Samples per attack batch."),
+    batch_size: int = typer.Option(256, "--batch-size", help="Samples attacked at once."),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
     out: Path = out_option(),
 ) -> None:
     """Measure an update before shipping it: negative flips, clean and under attack.
 
-    Each model is attacked white-box on its own with the same attack and budget (APGD-CE, 50 iterations,
-    eps 0.1 by default). Writes one record per sample (old_correct, new_correct, old_robust, new_robust)
+    Each model is attacked white-box on its own with the same attack and budget (by default APGD-CE, 50
+    iterations, eps 0.1). Writes one record per sample (old_correct, new_correct, old_robust, new_robust)
     and metrics.json: NFR (old right, new wrong), PFR, RNFR (old robust, new not), B-NFR (both), S-NFR
     (either), and both models' clean and robust accuracy; plus a flip-matrix figure and report.html.
 
-    Example: advlab check-update --old runs/model_a --new runs/model_b --data digits --out runs/check
+    Example:
+      advlab check-update --old runs/model_a --new runs/model_b --data digits \\
+          --out runs/check
     """
     from advlab.pipelines.update import CheckConfig, run_check_update
     from advlab.utils import resolve_device
@@ -106,7 +104,7 @@ def update_classifier(
     method: str = typer.Option(
         "rcat",
         "--method",
-        help="rcat (robustness-congruent AT), pct (positive-congruent training), pct-at (PCT on FGSM "
+        help="Update method: rcat (robustness-congruent AT), pct (positive-congruent training), pct-at (PCT on FGSM "
         "examples) or at (plain adversarial fine-tuning).",
     ),  # fmt: skip
     data: str = DataOpt,
@@ -114,32 +112,37 @@ def update_classifier(
         None,
         "--alpha",
         help="Weight toward the pre-update new model (RCAT) or of distillation to the old model (PCT). "
-        "Default: sweep the paper's values and pick by validation S-NFR.",
+        "Default: sweep the paper's (alpha, beta) pairs (see --beta) and keep the lowest validation S-NFR.",
     ),  # fmt: skip
     beta: float = typer.Option(
         None,
         "--beta",
-        help="Weight toward the old model on the samples it gets right. RCAT needs alpha + beta <= 1 "
-        "(paper default 0.5 / 0.4); PCT default alpha 1, beta in 1, 2, 5, 10.",
+        help="Weight toward the old model on the samples it gets right; RCAT needs alpha + beta <= 1. "
+        "Sweeps: RCAT (0.75, 0.2), (0.7, 0.2), (0.5, 0.4), (0.3, 0.6); PCT and PCT-AT alpha 1, beta 1, 2, 5 "
+        "or 10. Given only one of --alpha and --beta, the other is 0.5 / 0.4 (RCAT) or 1 (PCT).",
     ),  # fmt: skip
     epochs: int = typer.Option(10, "--epochs", help="Fine-tuning epochs per candidate (paper: 10)."),
-    lr: float = typer.Option(1e-3, "--lr", help="Learning rate (paper: SGD, momentum 0.9, lr 0.001)."),
-    optimizer: str = typer.Option("sgd", "--optimizer", help="sgd (momentum 0.9) or adam."),
+    lr: float = typer.Option(1e-3, "--lr", help="Learning rate (paper: 0.001 with SGD, momentum 0.9)."),
+    optimizer: str = typer.Option("sgd", "--optimizer", help="Optimiser: sgd (momentum 0.9) or adam."),
     batch_size: int = typer.Option(128, "--batch-size", help="Fine-tuning batch size (paper: 128)."),
     train_attack: str = typer.Option(
         "fgsm", "--train-attack", help="Attack that builds the training examples: fgsm (random start) or pgd."
     ),
-    train_eps: float = typer.Option(0.1, "--train-eps", help="Radius of the training attack (default 0.1)."),
-    train_steps: int = typer.Option(10, "--train-steps", help="Steps of the training attack when it is pgd."),
+    train_eps: float = typer.Option(
+        0.1, "--train-eps", help="Radius of the training attack on the [0, 1] input scale."
+    ),
+    train_steps: int = typer.Option(
+        10, "--train-steps", help="Steps of the training attack (pgd only; fgsm takes one)."
+    ),
     eps: float = EpsOpt,
     norm: str = NormOpt,
     attack: str = AttackOpt,
     steps: int = StepsOpt,
     limit: int = LimitOpt,
-    val_limit: int = typer.Option(None, "--val-limit", help="Use only the first N validation samples."),
+    val_limit: int = typer.Option(None, "--val-limit", help="Use only the first N validation samples (default: all)."),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
-    out: Path = out_option("Directory for the fine-tuned model and its run (re-running resumes)."),
+    out: Path = out_option("Directory for the fine-tuned model and its run (re-running the same command resumes)."),
 ) -> None:
     """Fine-tune the new model so it keeps what the old one got right, clean and under attack.
 
@@ -150,7 +153,9 @@ def update_classifier(
     gets the fine-tuned model (load it with advlab.models.load_classifier), the same metrics as
     check-update for it against the old model, and a table of every candidate.
 
-    Example: advlab update classifier --old runs/model_a --new runs/model_b --method rcat --out runs/upd
+    Example:
+      advlab update classifier --old runs/model_a --new runs/model_b \\
+          --method rcat --out runs/upd
     """
     from advlab.pipelines.update import CheckConfig, UpdateConfig, run_update
     from advlab.utils import resolve_device
@@ -168,7 +173,7 @@ def update_classifier(
 
 def reproduce_rcat(
     quick: bool = typer.Option(
-        False, "--quick", help="The demo's short form: one pair, one setting per method."
+        False, "--quick", help="The demo's short form (under a minute): one pair, one setting per method."
     ),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
@@ -179,10 +184,11 @@ def reproduce_rcat(
     Trains a sequence of classifiers (different architectures, training lengths and adversarial training),
     runs at, rcat, pct and pct-at on each (old, new) pair with the paper's (alpha, beta) sweeps, and writes
     the table (clean/robust accuracy, NFR, PFR, RNFR, S-NFR vs the old model) and whether RCAT beats plain
-    adversarial fine-tuning on RNFR and S-NFR at robust accuracy within 2 points. About 10 min on 2 CPU cores;
-    --quick takes under a minute.
+    adversarial fine-tuning on RNFR and S-NFR at robust accuracy within 2 points. About 10 minutes on 2 CPU
+    cores; --quick takes under a minute.
 
-    Example: advlab reproduce rcat --out runs/rcat
+    Example:
+      advlab reproduce rcat --out runs/rcat
     """
     from advlab.pipelines.update import rcat_recipe
     from advlab.utils import resolve_device
@@ -193,7 +199,5 @@ def reproduce_rcat(
         rows = [r for r in m["table"] if r["pair"] == pair and (r.get("role") == "new" or r.get("selected"))]
         _print_table(rows, f"{pair}: new model and each method's selection")
     s = m["summary"]
-    info(
-        f"RCAT lower RNFR and S-NFR than AT, robust acc. within 2 pt: {s['rcat_wins']}/{s['n_pairs']} pairs"
-    )
+    info(f"RCAT lower RNFR and S-NFR than AT, robust acc. within 2 pt: {s['rcat_wins']}/{s['n_pairs']} pairs")
     done(out, "recipe")

@@ -10,7 +10,7 @@ from advlab.cli.common import DeviceOpt, SeedOpt, done
 
 
 def build(
-    name: str = typer.Argument(..., help="Which model to build. Known: safety-gym."),
+    name: str = typer.Argument(..., help="Which model to build; known: safety-gym."),
     out: Path = typer.Option(
         ...,
         "--out",
@@ -22,7 +22,7 @@ def build(
     quick: bool = typer.Option(
         False,
         "--quick",
-        help="The ~1 minute build (smaller model, fewer steps) used by tests; lower quality.",
+        help="The ~1 minute build used by tests: a smaller model, fewer steps, lower quality.",
     ),
     behaviors: list[str] = typer.Option(
         None,
@@ -33,30 +33,30 @@ def build(
     harmless: list[str] = typer.Option(
         None,
         "--harmless",
-        help="Extra harmless instructions to train compliance on (e.g. refusal_direction "
-        "harmless_train.json). Repeatable.",
+        help="Extra harmless instructions to train compliance on: a JSON / JSONL / TXT / CSV file (e.g. "
+        "harmless_train.json from the refusal_direction repository) or builtin:NAME. Repeatable.",
     ),
     exclude: list[str] = typer.Option(
         None,
         "--exclude",
-        help="Behaviour files whose requests must never be trained on (e.g. the HarmBench "
-        "test split you will evaluate on). Repeatable.",
+        help="Behaviour files whose requests are never trained on (e.g. the HarmBench test split you "
+        "will evaluate on). Repeatable.",
     ),
-    steps: int = typer.Option(
-        None, "--steps", help="Override the number of optimiser steps (default: 800, or 300 with --quick)."
-    ),
+    steps: int = typer.Option(None, "--steps", help="Number of optimiser steps (default: 2000, or 400 with --quick)."),
 ) -> None:
     """Train an embedded model on this machine and save it as a normal Hugging Face directory.
 
     safety-gym: a few-million-parameter Llama chat model with a byte-level BPE tokenizer, trained to
     refuse harmful requests ("Sorry, I can't help with that."), solve small checkable tasks, and comply
-    with harmless requests starting "Sure, here is ...". The full build is sized for under ten minutes on two
-    idle CPU cores; how it was built (config, data sizes, time, held-out metrics) goes into gym_build.json.
+    with harmless requests starting "Sure, here is ...". The full build is sized for two idle CPU cores
+    (--quick takes about a minute); how it was built (config, data sizes, time, held-out metrics) goes
+    into gym_build.json in --out.
 
-    Example:  advlab zoo build safety-gym --out models/gym --quick
-
-    Example:  advlab zoo build safety-gym --out models/gym --behaviors advbench_behaviors.csv
-    --harmless harmless_train.json --exclude harmbench_behaviors_text_test.csv
+    Examples:
+      advlab zoo build safety-gym --out models/gym --quick
+      advlab zoo build safety-gym --out models/gym \\
+          --behaviors advbench_behaviors.csv --harmless harmless_train.json \\
+          --exclude harmbench_behaviors_text_test.csv
     """
     from dataclasses import replace
 

@@ -63,6 +63,21 @@ _HARMLESS_COLUMNS = (
 # public API
 
 
+def unique_ids(items: list[Behavior], spec: str) -> list[Behavior]:
+    """Drop exact repeats (same id and text); refuse one id used for two different requests, which
+    would make run directories skip or collide on records."""
+    seen: dict[str, str] = {}
+    out = []
+    for b in items:
+        if b.id in seen:
+            if seen[b.id] != b.behavior:
+                raise DataError(f"{spec}: id {b.id!r} is used by two different requests; give every row its own id")
+            continue
+        seen[b.id] = b.behavior
+        out.append(b)
+    return out
+
+
 def load_behaviors(spec: str | Path, limit: int | None = None, targets: str | Path | None = None) -> list[Behavior]:
     """Behaviours from a file or ``builtin:NAME`` (see the module docstring for formats).
 
@@ -97,6 +112,7 @@ def load_behaviors(spec: str | Path, limit: int | None = None, targets: str | Pa
                 b.extra["default_target"] = True  # not from the file: "Sure, here is" + the request
     if not items:
         raise DataError(f"{spec_s}: no behaviours found; pass a file with at least one behaviour row")
+    items = unique_ids(items, spec_s)
     return items[:limit] if limit else items
 
 
@@ -136,6 +152,7 @@ def load_harmless(spec: str | Path, limit: int | None = None) -> list[Behavior]:
         _assign_ids(items, "harmless", [None] * len(items))
     if not items:
         raise DataError(f"{spec_s}: no instructions found; pass a file with at least one instruction")
+    items = unique_ids(items, spec_s)
     return items[:limit] if limit else items
 
 

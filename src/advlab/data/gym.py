@@ -10,12 +10,19 @@ Three kinds of items, each with a fixed, deterministic ``train`` / ``test`` spli
   letter counts, fact look-up, sentiment, comparisons).
 
 Splits are decided by a SHA-256 hash of a *split key*, so they never depend on the order in which
-items are generated. Harmful and harmless requests are split by **action** (an action held out for
-test is never seen in training under any phrasing). Arithmetic and comparisons are split by the
-pair of numbers, sentiment by the sentence; the word tasks (reverse, upper-case, count) and fact
-look-ups are split by (task, word, phrasing): the answer for a test word may have been seen under
-another phrasing, so these measure robustness to phrasing, while arithmetic and sentiment measure
-generalisation. The answers are computed by code here, never typed by hand.
+items are generated. What each split measures:
+
+- harmful and harmless requests: split by **action** (verb + object, or a whole action); a test
+  action is never trained under any phrasing. The objects and verbs of a test action may appear in
+  other training actions (that is how a small model learns which *topics* are harmful).
+- letter tasks (reverse, upper-case, length of a word spelled "p l a n e t"): split by **word**,
+  and trained also on random letter strings, so they measure an algorithm on unseen words.
+- comparisons (the larger of two numbers) and sentiment: split by the numbers / the sentence.
+- single-digit arithmetic, letter counts and fact look-ups: split by (item, phrasing); the test
+  asks a fact that training asked in another phrasing (they measure knowing the table, robust
+  to phrasing).
+
+The answers are computed by code here, never typed by hand.
 """
 
 from __future__ import annotations
@@ -721,6 +728,17 @@ _HARMLESS_PARTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
+def _dedupe(actions: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Each action once (the first category that lists it), so item ids are unique."""
+    seen: set[str] = set()
+    out = []
+    for cat, action in actions:
+        if action.lower() not in seen:
+            seen.add(action.lower())
+            out.append((cat, action))
+    return out
+
+
 def _harmful_actions() -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for cat, (verbs, objects) in _HARMFUL_PARTS.items():
@@ -729,7 +747,7 @@ def _harmful_actions() -> list[tuple[str, str]]:
                 out.append((cat, f"{v} {o}"))
     for cat, actions in _HARMFUL_WHOLE.items():
         out.extend((cat, a) for a in actions)
-    return out
+    return _dedupe(out)
 
 
 def _harmless_actions() -> list[tuple[str, str]]:
@@ -740,7 +758,7 @@ def _harmless_actions() -> list[tuple[str, str]]:
                 out.append((cat, f"{v} {o}"))
     for cat, actions in _HARMLESS_WHOLE.items():
         out.extend((cat, a) for a in actions)
-    return out
+    return _dedupe(out)
 
 
 def _harmless_body(action: str) -> str:

@@ -113,27 +113,34 @@ class GymConfig:
     steps, cosine decay to ``lr * min_lr_ratio``. Data mix: sampling weights of the three kinds;
     ``augment_prob`` is the chance a request gets a random prefix/suffix/casing change;
     ``public_weight`` the share of public behaviours among harmful (and harmless) samples when
-    public files are given. ``threads`` fixes torch's thread count (bit-identity needs the same).
+    public files are given; ``task_weights`` the sampling weight of each task category.
+    ``micro_batches``: each batch is sorted by length and cut into this many chunks (less padding,
+    same gradient). ``threads`` fixes torch's thread count (bit-identity needs the same).
+
+    The defaults (about 1M parameters, 2,000 steps, lr 1e-3) were chosen by measurement: at lr 3e-3
+    the model never learned to copy from its prompt (arithmetic, comparisons and letter tasks near
+    0 %); at 1e-3 it learns them after a few hundred steps. The full build takes about 6 minutes on
+    two idle CPU cores.
     """
 
     vocab_size: int = 1536
-    hidden_size: int = 192
+    hidden_size: int = 128
     num_layers: int = 4
     num_heads: int = 4
-    intermediate_size: int = 512
+    intermediate_size: int = 384
     max_len: int = 96
-    steps: int = 800
+    steps: int = 2000
     batch_size: int = 40
-    lr: float = 3e-3
+    lr: float = 1e-3
     warmup: int = 50
     min_lr_ratio: float = 0.05
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     micro_batches: int = 2
     task_weights: dict[str, float] = field(default_factory=lambda: dict(TASK_WEIGHTS))
-    mix_harmful: float = 0.25
-    mix_harmless: float = 0.35
-    mix_task: float = 0.40
+    mix_harmful: float = 0.18
+    mix_harmless: float = 0.27
+    mix_task: float = 0.55
     augment_prob: float = 0.35
     public_weight: float = 0.5
     threads: int = 2
@@ -148,10 +155,10 @@ class GymConfig:
             hidden_size=128,
             num_layers=2,
             num_heads=4,
-            intermediate_size=320,
-            steps=300,
+            intermediate_size=384,
+            steps=400,
             batch_size=32,
-            lr=6e-3,
+            lr=2e-3,
             warmup=20,
             mix_harmful=0.35,
             mix_harmless=0.35,
