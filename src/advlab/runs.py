@@ -188,8 +188,24 @@ class RunDir:
 
     # ---- lifecycle ---------------------------------------------------------------
     def __enter__(self) -> RunDir:
-        self.open()
+        self.open_all_ranks()
         return self
+
+    def open_all_ranks(self) -> None:
+        """:meth:`open` on every process of a launched job: rank 0 creates, locks and checks the directory
+        while the others wait, and when it refuses (another config, a live lock) every rank raises the same
+        one-line error instead of waiting at a barrier. In one process this is just :meth:`open`."""
+        from advlab import distributed
+
+        opened: list[bool] = []
+
+        def open_here() -> None:
+            self.open()
+            opened.append(True)
+
+        distributed.main_first(open_here)
+        if not opened:  # a waiting rank: rank 0 has prepared the directory
+            self.open()
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:

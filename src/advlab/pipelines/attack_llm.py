@@ -671,12 +671,7 @@ def run_attack_llm(
         rank=shard.rank,
         world_size=shard.world_size,
     )
-    # rank 0 creates, locks and checks the directory while the others wait; when it refuses (another
-    # config, a live lock) every rank raises the same one-line error instead of waiting at a barrier
-    distributed.main_first(run.open)
-    if not shard.is_main:
-        run.open()
-    try:
+    with run:  # opened on every rank, rank 0 first (RunDir.open_all_ranks)
         todo = list(run.pending(behaviors, key=lambda b: str(b.id)))
         show = show_progress and shard.is_main
         if cfg.universal:
@@ -688,10 +683,6 @@ def run_attack_llm(
         metrics.update(mode_metrics(cfg, run.path, metrics))
         run.write_metrics(metrics)
         run.update_manifest(budget=metrics["budget"])
-    except BaseException as exc:
-        run.__exit__(type(exc), exc, exc.__traceback__)
-        raise
-    run.__exit__(None, None, None)
     if shard.is_main:
         from advlab.report.html import write_report
 

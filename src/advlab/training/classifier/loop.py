@@ -436,15 +436,8 @@ def run_training(
         rank=shard.rank,
         world_size=shard.world_size,
     )
-    distributed.main_first(run.open)  # rank 0 creates, locks and checks the directory; the others wait
-    if not shard.is_main:
-        run.open()
-    try:
+    with run:  # opened on every rank, rank 0 first (RunDir.open_all_ranks)
         metrics = _train(cfg, run, shard, device, loss_fn, attack, (xtr, ytr, xva, yva), progress)
-    except BaseException as exc:
-        run.__exit__(type(exc), exc, exc.__traceback__)
-        raise
-    run.__exit__(None, None, None)
     if shard.is_main:
         from advlab.report import write_report
 
