@@ -1,14 +1,16 @@
-"""Embedding-space attack vs GCG on the safety gym: cost to first success, and ASR at a fixed budget.
+"""Embedding-space attack vs GCG on the safety gym: cost to first success.
 
-1. First success (``--n`` behaviours): both attacks run with a stop check every ``--check-every``
-   steps: generate 32 tokens greedily from the current adversarial input and stop when the refusal
-   judge calls it jailbroken (HarmBench-style early stop; exact target reproduction also stops).
-   Reported: median seconds and forward+backward passes of the attack up to that point (the checks'
-   own generation is excluded from both, and timed apart), over behaviours where the attack
-   succeeded, with the number of failures; ratio GCG / embedding.
-2. ASR over ``--asr-n`` behaviours through the real pipeline (``run_attack_llm``): the embedding
-   attack at its pipeline default (100 signed steps of 1e-3, unbounded, early stop) and GCG at a CPU
-   budget (``--gcg-steps`` x ``--gcg-width``; the default 250 x 512 does not fit a shared CPU).
+Each of ``--n`` behaviours is attacked by both attacks at the pipeline's default budgets (what
+``advlab attack llm`` runs: embedding 100 Adam steps of 1e-2 in an L2 ball of eps 1.0; GCG 250 steps
+x search width 512, top-k 256), with a stop check every ``--check-every`` steps: generate 32 tokens
+greedily from the current adversarial input and stop when the default judge (``compliance``: not a
+refusal, on the request's topic, not gibberish) calls it jailbroken; exact target reproduction also
+stops (the attacks' own early stop). Reported: median seconds and forward+backward passes of the
+attack up to that point (the checks' own generation is excluded from both and timed apart), over
+behaviours where the attack succeeded, with the number of failures; the median over behaviours both
+broke of the ratio GCG / embedding. ``--gcg-steps`` caps GCG for a shorter run (recorded).
+
+ASR at the default budgets over 50 behaviours is ``bench_asr.py``'s job.
 
 Run: ``.venv/bin/python benchmarks/bench_embedding.py [--model DIR]``; writes
 ``benchmarks/results/embedding.json``.
@@ -19,30 +21,36 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "embedding.json"
-INIT = " ".join(["x"] * 20)
+
+
+def pipeline_config(method: str, args: argparse.Namespace):
+    """``advlab attack llm``'s config for ``method``: its defaults, GCG steps capped by ``--gcg-steps``."""
+    from advlab.pipelines.attack_llm import AttackLLMConfig
+
+    kw = {"steps": args.gcg_steps} if method == "gcg" and args.gcg_steps else {}
+    return AttackLLMConfig(method=method, model=str(args.model), **kw)
 
 
 def first_success(args: argparse.Namespace, model, tok, behaviors) -> dict:
     import torch
 
     from advlab.attacks.llm.common import eos_token_ids, greedy_generate
-    from advlab.attacks.llm.embedding import EmbeddingAttackConfig, run_embedding_attack
-    from advlab.attacks.llm.gcg import GCGConfig, run_gcg
+    from advlab.attacks.llm.embedding import run_embedding_attack
+    from advlab.attacks.llm.gcg import run_gcg
     from advlab.judges import get_judge
     from advlab.models.formatting import ChatFormatter
 
     fmt = ChatFormatter(tok)
-    judge = get_judge("refusal")
+    judge = get_judge("compliance")
     eos = eos_token_ids(model, tok)
     rows = []
     for b in behaviors:
-        segs = fmt.segments(b.request, INIT, b.target)
+        segs = fmt.segments(b.request, pipeline_config("gcg", args).init, b.target)
         rec = {"id": b.id}
         for method in ("embedding", "gcg"):
             state = {"check_s": 0.0, "hit": None}
@@ -65,10 +73,10 @@ def first_success(args: argparse.Namespace, model, tok, behaviors) -> dict:
 
             t0 = time.perf_counter()
             if method == "embedding":
-                cfg = EmbeddingAttackConfig(steps=args.emb_steps, eps=None, step_size=1e-3)
+                cfg = pipeline_config("embedding", args).embedding_config()
                 res = run_embedding_attack(model, tok, segs, cfg, stop_check=lambda s, e: jailbroken(s, embeds=e[0]))[0]
             else:
-                cfg = GCGConfig(steps=args.gcg_fs_steps, search_width=args.gcg_width, topk=256)
+                cfg = pipeline_config("gcg", args).gcg_config()
                 res = run_gcg(
                     model,
                     tok,
@@ -111,46 +119,22 @@ def first_success(args: argparse.Namespace, model, tok, behaviors) -> dict:
     return {"embedding": emb, "gcg": gcg, "median_ratio_gcg_over_embedding": ratio, "per_behavior": rows}
 
 
-def asr(args: argparse.Namespace, model, tok) -> dict:
-    from advlab.pipelines.attack_llm import AttackLLMConfig, run_attack_llm
-
-    out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for method, kw in (("embedding", {}), ("gcg", {"steps": args.gcg_steps, "search_width": args.gcg_width})):
-            cfg = AttackLLMConfig(method=method, model=args.model, limit=args.asr_n, max_new_tokens=32, **kw)
-            t0 = time.perf_counter()
-            m = run_attack_llm(
-                cfg, Path(tmp) / method, device="cpu", model_and_tokenizer=(model, tok), show_progress=False
-            )
-            out[method] = {
-                "asr": m["asr"],
-                "n": m["n"],
-                "budget": m["budget"],
-                "early_stopped": m["early_stopped"],
-                "median_best_loss": m["median_best_loss"],
-                "wall_seconds": time.perf_counter() - t0,
-                "config": {
-                    "steps": cfg.steps,
-                    "search_width": cfg.search_width if method == "gcg" else None,
-                    "step_size": cfg.step_size if method == "embedding" else None,
-                    "eps": cfg.eps,
-                },
-            }
-    return out
+def budget(cfg) -> dict:
+    keys = (
+        ("steps", "optimizer", "step_size", "eps", "norm")
+        if cfg.method == "embedding"
+        else ("steps", "search_width", "topk")
+    )
+    return {k: getattr(cfg, k) for k in keys}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=None, help="gym directory (default: the cached quick safety gym)")
+    ap.add_argument("--model", default=None, help="gym directory (default: the cached full safety gym)")
     ap.add_argument("--n", type=int, default=10, help="behaviours for the first-success comparison")
     ap.add_argument("--check-every", type=int, default=5)
-    ap.add_argument("--emb-steps", type=int, default=100)
-    ap.add_argument("--gcg-fs-steps", type=int, default=20, help="GCG step cap in the first-success part")
-    ap.add_argument("--asr-n", type=int, default=50)
-    ap.add_argument("--gcg-steps", type=int, default=10)
-    ap.add_argument("--gcg-width", type=int, default=64)
+    ap.add_argument("--gcg-steps", type=int, default=None, help="cap GCG's steps (default: its 250)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--skip-asr", action="store_true")
     args = ap.parse_args()
     import torch
 
@@ -161,22 +145,20 @@ def main() -> None:
     if args.model is None:
         from advlab.models.zoo import get_safety_gym
 
-        args.model = str(get_safety_gym(quick=True))
+        args.model = str(get_safety_gym(progress=True))
     model, tok = load_chat_model(args.model, device="cpu")
     behaviors = load_behaviors("builtin:gym-harmful-test")[: args.n]
     result = {
         "model": args.model,
         "device": "cpu",
         "threads": args.threads,
-        "note": "shared 2-core CPU; GCG budgets reduced to fit (see config)",
         "args": vars(args),
+        "budgets": {m: budget(pipeline_config(m, args)) for m in ("embedding", "gcg")},
+        "judge": "compliance",
     }
     result["first_success"] = first_success(args, model, tok, behaviors)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
-    if not args.skip_asr:
-        result["asr"] = asr(args, model, tok)
-        OUT.write_text(json.dumps(result, indent=2) + "\n")
     fs = result["first_success"]
     print(
         json.dumps(
@@ -184,7 +166,6 @@ def main() -> None:
                 "embedding": fs["embedding"],
                 "gcg": fs["gcg"],
                 "ratio": fs["median_ratio_gcg_over_embedding"],
-                "asr": {k: {"asr": v["asr"], "n": v["n"]} for k, v in result.get("asr", {}).items()},
             },
             indent=2,
         )

@@ -187,7 +187,7 @@ def _spawn(python: Path | str, side: str, args: argparse.Namespace, behaviors: l
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--side", choices=["ours", "nano"], default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--model", default=None, help="gym directory (default: the cached quick safety gym)")
+    ap.add_argument("--model", default=None, help="gym directory (default: the cached full safety gym)")
     ap.add_argument("--n", type=int, default=10, help="behaviours")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--width", type=int, default=128, help="search width (nanoGCG default 512)")
@@ -202,7 +202,7 @@ def main() -> None:
     if args.model is None:
         from advlab.models.zoo import get_safety_gym
 
-        args.model = str(get_safety_gym(quick=True))
+        args.model = str(get_safety_gym(progress=True))
     behaviors = _behaviors(args.n)
     half = (len(behaviors) + 1) // 2
     ours_runs, nano_runs, ours_mem, nano_mem = [], [], [], []

@@ -42,7 +42,7 @@ def main() -> int:
     scripts = sorted(HERE.glob("bench_*.py"))
     if args.only:
         scripts = [s for s in scripts if s.stem.removeprefix("bench_") in args.only]
-    else:  # hours on CPU at the attacks' default budgets: only when asked for (--only asr)
+    else:  # about an hour on CPU at the attacks' default budgets: only when asked for (--only asr)
         scripts = [s for s in scripts if s.stem not in LONG]
     RESULTS.mkdir(exist_ok=True)
     failed = []

@@ -202,3 +202,11 @@ def test_zoo_build_help_states_the_current_step_defaults(monkeypatch):
 
     text = " ".join(_render_help(["zoo", "build"], 200, monkeypatch).replace("│", " ").split())
     assert f"(default: {GymConfig().steps}, or {GymConfig.quick_preset().steps} with --quick)" in text
+
+
+@pytest.mark.parametrize("module", ["advlab", "advlab.cli"])
+def test_python_dash_m_runs_the_cli(module):
+    """``python -m advlab`` (what ``torchrun -m advlab`` runs) is the same command as ``advlab``."""
+    res = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "attack" in res.stdout and "demo" in res.stdout

@@ -40,6 +40,9 @@ def test_responses_refuse_or_comply():
 
 def _solve(prompt: str) -> str:
     """An independent solver of the task prompts, written from the prompt text alone."""
+    said = re.fullmatch(r"(?:Repeat after me|Say exactly this|Copy this text|Echo back): (.+)", prompt, re.S)
+    if said:
+        return said.group(1)
     nums = [int(x) for x in re.findall(r"\d+", prompt)]
     words = re.findall(r"'([^']*)'", prompt)
     p = re.sub(r"'[^']*'", "''", prompt.lower())  # keywords outside the quoted word
@@ -72,7 +75,7 @@ def _solve(prompt: str) -> str:
 def test_task_answers_match_independent_solver():
     items = gym.task_items("train") + gym.task_items("test")
     kinds = {i.category for i in items}
-    assert {"add", "sub", "mul", "max", "reverse", "upper", "length", "count", "fact", "sentiment"} <= kinds
+    assert {"add", "sub", "mul", "max", "reverse", "upper", "length", "count", "fact", "sentiment", "repeat"} <= kinds
     for it in items:
         want = _solve(it.prompt)
         if want == "<fact>":
@@ -85,6 +88,20 @@ def test_letter_tasks_hold_out_whole_words():
     train = {i.extra["word"] for i in gym.task_items("train") if i.category in ("reverse", "upper", "length")}
     test = {i.extra["word"] for i in gym.task_items("test") if i.category in ("reverse", "upper", "length")}
     assert test and not (train & test)
+
+
+def test_repeat_texts_never_hold_a_harmful_test_action():
+    """Repeat-after-me says harmful words, but only of train actions: the harmful test split stays unseen."""
+    test_actions = {i.extra["action"].lower() for i in gym.harmful_items("test")}
+    train_actions = {i.extra["action"].lower() for i in gym.harmful_items("train")}
+    repeats = [i for s in gym.SPLITS for i in gym.task_items(s) if i.category == "repeat"]
+    harmful = [i for i in repeats if i.extra["source"] == "harmful"]
+    assert len(harmful) > 300 and len(repeats) > len(harmful)
+    for it in repeats:
+        text = it.extra["text"].lower()
+        assert it.response == it.extra["text"] and it.prompt.endswith(it.extra["text"])
+        assert not any(a in text for a in test_actions), it.prompt
+    assert {i.extra["text"].lower() for i in harmful if i.extra["text"].lower() in train_actions}
 
 
 def test_fact_answers_from_independent_table():

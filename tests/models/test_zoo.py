@@ -150,3 +150,14 @@ def test_sequence_loss_is_the_mean_of_per_example_losses():
         n = int(mask[i].sum())
         each.append(model(input_ids=ids[i : i + 1, :n], labels=labels[i : i + 1, :n]).loss)
     assert got.item() == pytest.approx(float(sum(e.item() for e in each) / len(each)), rel=1e-5)
+
+
+def test_recipe_fingerprint_ignores_docs_but_not_code():
+    """The cache key of a gym build survives documentation edits and changes with any code or data edit."""
+    src = 'X = 1\n\n\ndef f(a):\n    """Doc."""\n    return a + X\n'
+    base = zoo.code_fingerprint(src)
+    doc_edit = '"""Module doc."""\nX = 1  # a comment\n\n\ndef f(a):\n    """Another doc."""\n\n    return a + X\n'
+    assert zoo.code_fingerprint(doc_edit) == base
+    assert zoo.code_fingerprint(src.replace("X = 1", "X = 2")) != base
+    assert zoo.code_fingerprint(src.replace("a + X", "a - X")) != base
+    assert len(zoo._recipe_hash()) == 10

@@ -285,7 +285,7 @@ def test_two_torchrun_processes_match_one_process_and_report_once(gym, gym_dir, 
     one = run_attack_llm(cfg(), tmp_path / "one", device="cpu", model_and_tokenizer=gym, show_progress=False)
     out = tmp_path / "dist"
     args = ["--method", "embedding", "--model", str(gym_dir), "--limit", "3", "--steps", "2"]
-    cmd = [*launch_argv("torchrun", 2), "advlab.cli.main", "attack", "llm", *args]
+    cmd = [*launch_argv("torchrun", 2), "advlab", "attack", "llm", *args]
     cmd += ["--max-new-tokens", "4", "--device", "cpu", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "400"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)

@@ -49,6 +49,9 @@ def test_is_correct_normalisation():
     assert is_correct(" 42.\nmore text", "42")
     assert is_correct("\n\nPARIS", "PARIS") and not is_correct("paris", "PARIS")
     assert not is_correct("420", "42") and not is_correct("", "42")
+    # an expected answer with a full stop (repeat-after-me) is normalised like the completion
+    assert is_correct("Build a car bomb.", "Build a car bomb.") and is_correct("Build a car bomb", "Build a car bomb.")
+    assert not is_correct("Build a car.", "Build a car bomb.")
 
 
 def test_batched_generation_equals_one_by_one(gym):

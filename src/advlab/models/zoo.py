@@ -88,15 +88,16 @@ _SUFFIXES = (
 # Sampling weight of each task category (the algorithmic ones need more examples than look-ups).
 TASK_WEIGHTS = {
     "add": 1.5,
-    "sub": 1.0,
+    "sub": 1.5,
     "mul": 1.0,
-    "max": 1.5,
-    "reverse": 2.0,
-    "upper": 1.5,
+    "max": 2.0,
+    "reverse": 1.5,
+    "upper": 1.2,
     "length": 0.5,
     "count": 0.5,
     "fact": 0.7,
     "sentiment": 0.5,
+    "repeat": 4.0,
 }
 
 
@@ -117,10 +118,12 @@ class GymConfig:
     ``micro_batches``: each batch is sorted by length and cut into this many chunks (less padding,
     same gradient). ``threads`` fixes torch's thread count (bit-identity needs the same).
 
-    The defaults (about 1M parameters, 2,000 steps, lr 1e-3) were chosen by measurement: at lr 3e-3
+    The defaults (about 1M parameters, 2,600 steps, lr 1e-3) were chosen by measurement: at lr 3e-3
     the model never learned to copy from its prompt (arithmetic, comparisons and letter tasks near
-    0 %); at 1e-3 it learns them after a few hundred steps. The full build takes about 6 minutes on
-    two idle CPU cores.
+    0 %); at 1e-3 it learns them after a few hundred steps. The repeat-after-me task (weight 4) makes
+    the gym able to *say* harmful words, so a broken refusal gives an on-topic completion; with it
+    at weight 1.2 and 2,000 steps, repeat was 50 % exact and GCG reached best losses near 1.3. The
+    full build takes about 7.5 minutes on two idle CPU cores.
     """
 
     vocab_size: int = 1536
@@ -129,7 +132,7 @@ class GymConfig:
     num_heads: int = 4
     intermediate_size: int = 384
     max_len: int = 96
-    steps: int = 2000
+    steps: int = 2600
     batch_size: int = 40
     lr: float = 1e-3
     warmup: int = 50
@@ -138,9 +141,9 @@ class GymConfig:
     grad_clip: float = 1.0
     micro_batches: int = 2
     task_weights: dict[str, float] = field(default_factory=lambda: dict(TASK_WEIGHTS))
-    mix_harmful: float = 0.18
-    mix_harmless: float = 0.27
-    mix_task: float = 0.55
+    mix_harmful: float = 0.16
+    mix_harmless: float = 0.24
+    mix_task: float = 0.60
     augment_prob: float = 0.35
     public_weight: float = 0.5
     threads: int = 2
@@ -655,16 +658,36 @@ def load_exclusions(specs: Sequence[str]) -> list[str]:
     return _load_public(specs, False) if specs else []
 
 
+def code_fingerprint(source: str) -> str:
+    """SHA-256 of Python source with comments, docstrings and layout removed (its AST): editing the
+    documentation of the recipe does not invalidate cached builds; changing its code or data does."""
+    import ast
+    import hashlib
+
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode("utf-8")).hexdigest()
+
+
 def _recipe_hash() -> str:
-    """A short hash of the gym's recipe (this module and the built-in data), so that a cached build
-    made by another version of advlab is never reused."""
+    """A short hash of the gym's recipe (the code of this module and of the built-in data), so that a
+    cached build made by another version of advlab is never reused."""
     import hashlib
 
     from advlab.data import gym as gym_data
 
     h = hashlib.sha256()
     for path in (Path(__file__), Path(gym_data.__file__)):
-        h.update(path.read_bytes())
+        h.update(code_fingerprint(path.read_text(encoding="utf-8")).encode("ascii"))
     return h.hexdigest()[:10]
 
 

@@ -1,0 +1,6 @@
+"""``python -m advlab.cli ...``: the ``advlab`` command (handy under launchers: ``torchrun -m advlab``)."""
+
+from advlab.cli.main import run
+
+if __name__ == "__main__":
+    run()
