@@ -42,7 +42,7 @@ def build(
         help="Behaviour files whose requests are never trained on (e.g. the HarmBench test split you "
         "will evaluate on). Repeatable.",
     ),
-    steps: int = typer.Option(None, "--steps", help="Number of optimiser steps (default: 2000, or 400 with --quick)."),
+    steps: int = typer.Option(None, "--steps", help="Number of optimiser steps (default: 2600, or 400 with --quick)."),
 ) -> None:
     """Train an embedded model on this machine and save it as a normal Hugging Face directory.
 
