@@ -8,7 +8,9 @@ this runner prints a one-line summary per result file and writes benchmarks/resu
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import re
 import subprocess
 import sys
 import time
@@ -17,12 +19,26 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 LONG = {"bench_asr"}
+# a key naming a ratio or a speed-up (not n_iterations, eigen_iterations)
+RATIO_KEY = re.compile(r"(^|[._])(ratio|speedup)")
 
 
 def _summary_line(name: str, data: dict) -> str:
-    ratios = {k: v for k, v in _flatten(data).items() if "ratio" in k or "speedup" in k}
+    ratios = {k: v for k, v in _flatten(data).items() if RATIO_KEY.search(k)}
     shown = ", ".join(f"{k}={v:.3g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in ratios.items())
     return f"- **{name}**: {shown or 'see JSON'}"
+
+
+def _detail(name: str, data: dict) -> str | None:
+    """A benchmark's own markdown table, where its script defines ``table(result)`` (the ASR one)."""
+    sys.path.insert(0, str(HERE))
+    try:
+        table = getattr(importlib.import_module(f"bench_{name}"), "table", None)
+        return table(data) if table else None
+    except Exception as exc:  # a summary must not fail the run; say what went wrong instead
+        return f"(no table: {exc.__class__.__name__}: {exc})"
+    finally:
+        sys.path.remove(str(HERE))
 
 
 def _flatten(d, prefix=""):
@@ -30,6 +46,10 @@ def _flatten(d, prefix=""):
     if isinstance(d, dict):
         for k, v in d.items():
             out.update(_flatten(v, f"{prefix}{k}."))
+    elif isinstance(d, list) and any(isinstance(v, (dict, list)) for v in d):
+        for i, v in enumerate(d):
+            label = v.get("attack", i) if isinstance(v, dict) else i
+            out.update(_flatten(v, f"{prefix}{label}."))
     else:
         out[prefix.rstrip(".")] = d
     return out
@@ -54,11 +74,18 @@ def main() -> int:
         if rc:
             failed.append(script.name)
     lines = ["# Benchmark summary", ""]
+    details = []
     for f in sorted(RESULTS.glob("*.json")):
         try:
-            lines.append(_summary_line(f.stem, json.loads(f.read_text())))
+            data = json.loads(f.read_text())
         except json.JSONDecodeError:
             lines.append(f"- **{f.stem}**: unreadable JSON")
+            continue
+        lines.append(_summary_line(f.stem, data))
+        detail = _detail(f.stem, data)
+        if detail:
+            details += ["", f"## {f.stem}", "", detail]
+    lines += details
     (RESULTS / "SUMMARY.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     if failed:

@@ -210,3 +210,23 @@ def test_python_dash_m_runs_the_cli(module):
     res = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "attack" in res.stdout and "demo" in res.stdout
+
+
+def test_error_line_is_one_write_so_ranks_cannot_splice_it(monkeypatch):
+    """Two ranks share one stderr pipe: the error line and its newline must go out in one write(2)
+    (CI once saw rank 1's line glued to rank 0's when print wrote them separately)."""
+    from advlab.cli import main as cli_main
+
+    calls = []
+
+    class Err:
+        def flush(self):
+            pass
+
+        def fileno(self):
+            return 2
+
+    monkeypatch.setattr(cli_main.sys, "stderr", Err())
+    monkeypatch.setattr(cli_main.os, "write", lambda fd, data: calls.append((fd, data)) or len(data))
+    cli_main._say("advlab: error: something is wrong")
+    assert calls == [(2, b"advlab: error: something is wrong\n")]

@@ -103,11 +103,28 @@ def run() -> None:
         app(standalone_mode=True)
     except AdvlabError as exc:
         msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        print(f"advlab: error: {msg}", file=sys.stderr)
+        _say(f"advlab: error: {msg}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        print("advlab: interrupted; re-run the same command to resume", file=sys.stderr)
+        _say("advlab: interrupted; re-run the same command to resume")
         sys.exit(130)
+
+
+def _say(line: str) -> None:
+    """Write one whole line to stderr in a single system call.
+
+    Under a launcher every rank shares one stderr pipe; ``print`` writes the text and the newline
+    separately, so two ranks failing together could splice their lines. A single write of up to
+    PIPE_BUF bytes to a pipe is atomic (POSIX), so each rank's line stays whole.
+    """
+    data = (line + "\n").encode("utf-8", "replace")
+    try:
+        sys.stderr.flush()
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # a captured or replaced stderr
+        sys.stderr.write(line + "\n")
+        return
+    os.write(fd, data)
 
 
 if __name__ == "__main__":
