@@ -132,7 +132,7 @@ def attack_figures(
         ax.plot([], [], color="#cf222e", label="not jailbroken")
         ax.set_xlabel("attack step")
         ax.set_ylabel("target loss (cross-entropy, nats/token)")
-        ax.set_title(f"{method} on {model}: target loss per step ({len(curves)} behaviours)")
+        ax.set_title(f"{method} on {model}\ntarget loss per step ({len(curves)} behaviours)", fontsize=10)
         ax.legend(fontsize=8)
         fig.tight_layout()
         p = fig_dir / "attack_loss.png"
