@@ -19,6 +19,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 LONG = {"bench_asr"}
+# results whose script defines ``table(result)``, a markdown table appended to SUMMARY.md
+TABLES = {"asr"}
 # a key naming a ratio or a speed-up (not n_iterations, eigen_iterations)
 RATIO_KEY = re.compile(r"(^|[._])(ratio|speedup)")
 
@@ -30,11 +32,12 @@ def _summary_line(name: str, data: dict) -> str:
 
 
 def _detail(name: str, data: dict) -> str | None:
-    """A benchmark's own markdown table, where its script defines ``table(result)`` (the ASR one)."""
+    """The benchmark's own markdown table, for the results named in ``TABLES``."""
+    if name not in TABLES:
+        return None
     sys.path.insert(0, str(HERE))
     try:
-        table = getattr(importlib.import_module(f"bench_{name}"), "table", None)
-        return table(data) if table else None
+        return importlib.import_module(f"bench_{name}").table(data)
     except Exception as exc:  # a summary must not fail the run; say what went wrong instead
         return f"(no table: {exc.__class__.__name__}: {exc})"
     finally:

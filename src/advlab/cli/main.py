@@ -117,14 +117,13 @@ def _say(line: str) -> None:
     separately, so two ranks failing together could splice their lines. A single write of up to
     PIPE_BUF bytes to a pipe is atomic (POSIX), so each rank's line stays whole.
     """
-    data = (line + "\n").encode("utf-8", "replace")
     try:
         sys.stderr.flush()
         fd = sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):  # a captured or replaced stderr
         sys.stderr.write(line + "\n")
         return
-    os.write(fd, data)
+    os.write(fd, (line + "\n").encode("utf-8", "replace"))
 
 
 if __name__ == "__main__":
