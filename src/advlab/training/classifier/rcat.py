@@ -34,6 +34,13 @@ Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 TRAIN_ATTACKS = ("fgsm", "pgd")
 
 
+def row_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """D_i = ½·(1/K)·Σ_k (a_ik − b_ik)² per row ([N]); ``b`` is a fixed reference (no gradient)."""
+    if a.shape != b.shape or a.dim() != 2:
+        raise ValueError(f"row_distance needs two [N, K] tensors of one shape, got {a.shape} and {b.shape}")
+    return 0.5 * ((a - b.detach()) ** 2).mean(dim=1)
+
+
 def logit_distance(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """D_S(a, b) = ½·mean over selected rows and classes of (a − b)²; exactly 0 when ``mask`` selects none."""
     if a.shape != b.shape or a.dim() != 2:
