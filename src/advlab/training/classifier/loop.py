@@ -13,10 +13,10 @@ Randomness: the global torch RNG is re-seeded with ``seed + epoch`` at the start
 
 Several processes (``torchrun`` / ``accelerate launch``, see :mod:`advlab.distributed`): every process
 draws the same permutation and takes rows ``rank, rank + W, …`` of each global batch of ``batch_size``;
-gradients are all-reduced to g = Σ_r n_r·g_r / Σ_r n_r, the gradient of the per-sample mean loss over
-the whole global batch, so with a deterministic loss the weights match a one-process run up to float
-rounding. Evaluation batches are split between processes and the correct counts summed. Only rank 0
-writes the run directory, checkpoints and the report.
+the loss's normalisers and then its gradients are summed over processes (see :func:`train_epoch_sharded`),
+which gives the one-process gradient of the whole global batch, so with a deterministic loss the weights
+match a one-process run up to float rounding. Evaluation batches are split between processes and the
+correct counts summed. Only rank 0 writes the run directory, checkpoints and the report.
 """
 
 from __future__ import annotations
@@ -31,8 +31,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from advlab import distributed
 from advlab.distributed import DistInfo
 from advlab.errors import ConfigError, ModelError
+from advlab.training.classifier.objective import MAX_TERMS, loss_terms
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 METHODS = ("standard", "pgd-at", "trades")
@@ -181,16 +183,16 @@ def train_epoch_sharded(
 ) -> float:
     """One epoch of data-parallel training over ``shard.world_size`` processes (torch.distributed initialised).
 
-    Every process draws the same permutation (same seed), splits each global batch B of ``batch_size``
-    rows as B_r = B[r::W], and computes g_r = ∇ mean_{i∈B_r} ℓ_i. The all-reduced step direction is
-    g = Σ_r |B_r|·g_r / |B|, which equals ∇ mean_{i∈B} ℓ_i (what one process computes) for a per-sample
-    mean loss, also when |B| is not a multiple of W. A parameter keeps ``grad=None`` only if it got no
-    gradient on any process. Buffers (BatchNorm statistics) are copied from rank 0 after each step, as
-    DDP does. After the permutation the global RNG is re-seeded per rank, so random starts inside
-    ``loss_fn`` differ between processes. Returns the mean loss over all samples of all processes.
+    Every process draws the same permutation (same seed) and splits each global batch B of ``batch_size``
+    rows as B_r = B[r::W]. The loss is taken as normalised sums L = Σ_k w_k·S_k/N_k
+    (:mod:`advlab.training.classifier.objective`): the normalisers N_k are summed over processes first,
+    each process back-propagates Σ_k w_k·S_k(B_r)/N_k, and the gradients are summed, which is ∇L(B), the
+    one-process gradient, for every loss (masked means such as RCAT's included) and any split of B.
+    A parameter keeps ``grad=None`` only if it got no gradient on any process. Buffers (BatchNorm
+    statistics) are copied from rank 0 after each step, as DDP does. After the permutation the global RNG
+    is re-seeded per rank, so random starts inside ``loss_fn`` differ between processes. Returns the mean
+    over batches of L(B), weighted by |B|.
     """
-    from advlab import distributed
-
     n = x.shape[0]
     order = torch.randperm(n, generator=generator)
     torch.manual_seed((torch.initial_seed() * 1_000_003 + shard.rank + 1) % (2**63))
@@ -201,19 +203,22 @@ def train_epoch_sharded(
     for i in range(0, n, batch_size):
         idx = order[i : i + batch_size]
         mine = idx[shard.rank :: shard.world_size]
-        m, big = int(mine.numel()), int(idx.numel())
+        big = int(idx.numel())
         optimizer.zero_grad(set_to_none=True)
-        loss_sum = 0.0
-        if m > 0:
-            xb, yb = x[mine].to(device), y[mine].to(device)
-            loss = loss_fn(model, xb, yb)
-            loss.backward()
-            loss_sum = float(loss.detach()) * m
-        # one float64 vector: [loss·n_r, has-grad flags]; one vector of the weighted gradients
-        side = torch.tensor([loss_sum] + [float(p.grad is not None) for p in params], dtype=torch.float64)
-        flat = torch.cat(
-            [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) * (m / big) for p in params]
-        )
+        terms = None
+        counts = torch.zeros(MAX_TERMS, dtype=torch.float64)
+        if mine.numel() > 0:
+            terms = loss_terms(loss_fn, model, x[mine].to(device), y[mine].to(device))
+            counts[: len(terms.counts)] = torch.tensor(terms.counts, dtype=torch.float64)
+        counts = distributed.all_reduce_sum(counts.to(device)).cpu()
+        loss_part = 0.0
+        if terms is not None:
+            local = terms.total(counts[: len(terms.counts)].tolist())
+            local.backward()
+            loss_part = float(local.detach())
+        # one float64 vector: [this process's share of L(B), has-grad flags]; one vector of the gradients
+        side = torch.tensor([loss_part] + [float(p.grad is not None) for p in params], dtype=torch.float64)
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
         side = distributed.all_reduce_sum(side.to(flat.device)).cpu()
         distributed.all_reduce_sum(flat)
         if not math.isfinite(float(side[0])):
@@ -226,7 +231,7 @@ def train_epoch_sharded(
         optimizer.step()
         if has_buffers:
             distributed.broadcast_module(model, buffers_only=True)
-        total += float(side[0])
+        total += float(side[0]) * big
         count += big
         if progress is not None:
             progress(big)

@@ -18,41 +18,54 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advlab.training.classifier.objective import LossTerms, TermLoss
 from advlab.training.classifier.rcat import (
     Attack,
     check_weights,
     frozen_logits,
-    row_distance,
     make_train_attack,
+    row_distance,
 )
+
+
+def pct_terms(
+    logits: torch.Tensor, y: torch.Tensor, logits_old: torch.Tensor, alpha: float = 1.0, beta: float = 1.0
+) -> LossTerms:
+    """CE + α·mean_i D_i + β·(1/N)·Σ_i 1[i∈S_old]·D_i as normalised sums (every term over the batch size N)."""
+    s_old = (logits_old.argmax(dim=1) == y).to(logits.dtype)
+    d = row_distance(logits, logits_old)
+    return (
+        LossTerms()
+        .add(1.0, F.cross_entropy(logits, y, reduction="none"))
+        .add(alpha, d)
+        .add(beta, d * s_old)
+    )
 
 
 def pct_objective(
     logits: torch.Tensor, y: torch.Tensor, logits_old: torch.Tensor, alpha: float = 1.0, beta: float = 1.0
 ) -> torch.Tensor:
     """CE + α·mean_i D_i + β·(1/N)·Σ_{i∈S_old} D_i (focal term over the batch size N)."""
-    s_old = (logits_old.argmax(dim=1) == y).to(logits.dtype)
-    d = row_distance(logits, logits_old)
-    return F.cross_entropy(logits, y) + alpha * d.mean() + beta * (d * s_old).mean()
+    return pct_terms(logits, y, logits_old, alpha, beta).total()
 
 
-def pct_loss(old: nn.Module, alpha: float = 1.0, beta: float = 1.0):
+def pct_loss(old: nn.Module, alpha: float = 1.0, beta: float = 1.0) -> TermLoss:
     """``loss_fn(model, x, y)``: PCT on clean inputs."""
     check_weights(alpha, beta, sum_at_most_one=False, what="PCT")
 
-    def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return pct_objective(model(x), y, frozen_logits(old, x), alpha, beta)
+    def terms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> LossTerms:
+        return pct_terms(model(x), y, frozen_logits(old, x), alpha, beta)
 
-    return loss_fn
+    return TermLoss(terms)
 
 
-def pct_at_loss(old: nn.Module, alpha: float = 1.0, beta: float = 1.0, attack: Attack | None = None):
+def pct_at_loss(old: nn.Module, alpha: float = 1.0, beta: float = 1.0, attack: Attack | None = None) -> TermLoss:
     """``loss_fn(model, x, y)``: PCT on x* = attack(model, x, y) (FGSM with random start by default)."""
     check_weights(alpha, beta, sum_at_most_one=False, what="PCT-AT")
     attack = attack or make_train_attack()
 
-    def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def terms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> LossTerms:
         x_adv = attack(model, x, y).detach()
-        return pct_objective(model(x_adv), y, frozen_logits(old, x_adv), alpha, beta)
+        return pct_terms(model(x_adv), y, frozen_logits(old, x_adv), alpha, beta)
 
-    return loss_fn
+    return TermLoss(terms)

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from advlab.errors import ConfigError
+from advlab.training.classifier.objective import LossTerms, TermLoss
 
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 TRAIN_ATTACKS = ("fgsm", "pgd")
@@ -79,6 +80,25 @@ class RCATConfig:
         check_weights(self.alpha, self.beta)
 
 
+def rcat_terms(
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    logits_new0: torch.Tensor,
+    logits_old: torch.Tensor,
+    alpha: float,
+    beta: float,
+) -> LossTerms:
+    """The RCAT loss as normalised sums: (1−α−β)·mean CE, α·Σ_{S_new} D_i/|S_new|, β·Σ_{S_old} D_i/|S_old|."""
+    s_new = logits_new0.argmax(dim=1) == y
+    s_old = logits_old.argmax(dim=1) == y
+    return (
+        LossTerms()
+        .add(1.0 - alpha - beta, F.cross_entropy(logits, y, reduction="none"))
+        .add(alpha, row_distance(logits, logits_new0), s_new)
+        .add(beta, row_distance(logits, logits_old), s_old)
+    )
+
+
 def rcat_objective(
     logits: torch.Tensor,
     y: torch.Tensor,
@@ -88,14 +108,7 @@ def rcat_objective(
     beta: float,
 ) -> torch.Tensor:
     """The RCAT loss from logits at x*: (1−α−β)·CE + α·D_{S_new}(·, new0) + β·D_{S_old}(·, old)."""
-    s_new = logits_new0.argmax(dim=1) == y
-    s_old = logits_old.argmax(dim=1) == y
-    ce = F.cross_entropy(logits, y)
-    return (
-        (1.0 - alpha - beta) * ce
-        + alpha * logit_distance(logits, logits_new0, s_new)
-        + beta * logit_distance(logits, logits_old, s_old)
-    )
+    return rcat_terms(logits, y, logits_new0, logits_old, alpha, beta).total()
 
 
 def make_train_attack(name: str = "fgsm", eps: float = 0.1, steps: int = 10, norm: str = "linf") -> Attack:
@@ -122,25 +135,24 @@ def frozen_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def rcat_loss(
     old: nn.Module, new0: nn.Module, alpha: float = 0.5, beta: float = 0.4, attack: Attack | None = None
-):
+) -> TermLoss:
     """``loss_fn(model, x, y)`` for ``train_epoch``: RCAT on x* = attack(model, x, y)."""
     check_weights(alpha, beta)
     attack = attack or make_train_attack()
 
-    def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def terms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> LossTerms:
         x_adv = attack(model, x, y).detach()
-        return rcat_objective(
-            model(x_adv), y, frozen_logits(new0, x_adv), frozen_logits(old, x_adv), alpha, beta
-        )
+        return rcat_terms(model(x_adv), y, frozen_logits(new0, x_adv), frozen_logits(old, x_adv), alpha, beta)
 
-    return loss_fn
+    return TermLoss(terms)
 
 
-def adversarial_finetune_loss(attack: Attack | None = None):
+def adversarial_finetune_loss(attack: Attack | None = None) -> TermLoss:
     """Plain adversarial fine-tuning: CE(f(x*), y) with x* = attack(model, x, y) (RCAT with α = β = 0)."""
     attack = attack or make_train_attack()
 
-    def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(model(attack(model, x, y).detach()), y)
+    def terms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> LossTerms:
+        logits = model(attack(model, x, y).detach())
+        return LossTerms().add(1.0, F.cross_entropy(logits, y, reduction="none"))
 
-    return loss_fn
+    return TermLoss(terms)
