@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from advlab.analysis.llm_flatness import llm_valley_metrics, segments_flatness
+from advlab.analysis.llm_flatness import segments_flatness
+from advlab.analysis.llm_valley import llm_valley_metrics
 from advlab.cli.main import app
 from advlab.errors import ConfigError
 

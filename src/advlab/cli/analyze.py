@@ -314,7 +314,7 @@ def llm_valley(
       advlab analyze llm-valley --model models/gym --method gcg \\
           --behaviors builtin:gym-harmful-test --out runs/llm-valley
     """
-    from advlab.analysis.llm_flatness import run_llm_valley_job
+    from advlab.pipelines.analyze_llm_valley import run_llm_valley_job
     from advlab.utils import resolve_device
 
     dev = resolve_device(device)
