@@ -49,9 +49,9 @@ _BRACKET_RE = re.compile(r"\[\[\s*(\d{1,3})\s*\]\]")
 def escape_for_prompt(text: str, tokenizer: Any = None) -> str:
     """Neutralise model text before quoting it inside another model's prompt.
 
-    :func:`advlab.judges.escape.escape_model_text` makes ``&``, ``<``, ``>`` HTML entities (so
-    ``</response>``, ``<|im_end|>``, ``<s>`` are inert text), turns ``[INST]``/``[/INST]`` into
-    ``(INST)``/``(/INST)`` and breaks the judge tokenizer's control strings when one is given;
+    :func:`advlab.judges.escape.escape_model_text` breaks role/turn markers and this template's
+    delimiters (``</response>``, ``<|im_end|>``, ``<s>`` get a zero-width space), turns ``[INST]``/``[/INST]``
+    into ``(INST)``/``(/INST)`` and breaks the judge tokenizer's control strings when one is given;
     here ``[[`` / ``]]`` are also split (``[ [``) so quoted text cannot hold a ready-made
     ``Rating: [[10]]`` for the judge to echo. Words stay readable.
     """
