@@ -9,6 +9,8 @@ A job supplies only what is its own::
         device: str = "cpu"
         resume_ignore = ("device",)         # config keys that may change on resume
         batch_size = 1                      # >1: run_batch() gets up to this many pending items
+        replicated = False                  # True: every process runs every item (data-parallel work,
+                                            # e.g. training); only rank 0 appends the records
 
         def items(self) -> Sequence[Any]: ...                 # each has .id or ["id"]
         def run_item(self, item, tick) -> dict | list[dict]: ...  # record(s); tick(n) advances progress
@@ -19,7 +21,8 @@ A job supplies only what is its own::
     (rank 0, after metrics; e.g. write a model directory).
 
 :func:`run_job` then checks ``--out`` is writable, opens the :class:`~advlab.runs.RunDir` on every rank
-(rank 0 first), shards the pending items round-robin over processes, shows one progress bar (a line every
+(rank 0 first), shards the pending items round-robin over processes (or, for a ``replicated`` job, runs
+each on every process and keeps rank 0's record), shows one progress bar (a line every
 30 s when stdout is not a terminal), appends each record, computes ``metrics.json`` on rank 0 from every
 rank's records, and writes the figures and ``report.html``. Ctrl-C or SIGTERM leaves the run resumable and
 says so; a re-run prints how much was already done.
@@ -176,13 +179,14 @@ def run_job(
     is_done = getattr(job, "is_done", lambda it, done: item_id(it) in done)
     batch_size = max(1, int(getattr(job, "batch_size", 1)))
     run_batch = getattr(job, "run_batch", None)
+    replicated = bool(getattr(job, "replicated", False))
     run = RunDir(out, job.name, job.config, seed=getattr(job, "seed", None), device=str(getattr(job, "device", "cpu")),
                  argv=argv, resume_ignore=tuple(getattr(job, "resume_ignore", ("device",))),
                  rank=distributed.rank(), world_size=distributed.world_size())
     show = progress and distributed.is_main()
     with _interrupt_notice(show), run:
         done_ids = run.done_ids()
-        mine = [it for i, it in enumerate(items) if i % run.world_size == run.rank]
+        mine = items if replicated else [it for i, it in enumerate(items) if i % run.world_size == run.rank]
         todo = [it for it in mine if not is_done(it, done_ids)]
         if run.resumed and show:
             print(f"resuming {run.path}: {len(mine) - len(todo)} of {len(mine)} items done", flush=True)
@@ -194,7 +198,7 @@ def run_job(
                     out_records = _records_of(run_batch(chunk, bar.advance))
                 else:
                     out_records = [r for it in chunk for r in _records_of(job.run_item(it, bar.advance))]
-                for rec in out_records:
+                for rec in out_records if run.rank == 0 or not replicated else ():
                     if not run.is_done(rec["id"]):
                         run.append(rec)
         finally:

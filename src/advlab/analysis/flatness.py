@@ -44,8 +44,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.analysis._common import capture_io, eval_mode, get_linear, model_device
+from advlab.analysis._common import capture_io, get_linear
 from advlab.errors import ConfigError
+from advlab.torchutil import eval_mode, model_device
 
 METHODS = ("exact", "hutchinson", "brute")
 BRUTE_MAX_PARAMS = 4096

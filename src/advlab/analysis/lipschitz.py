@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.analysis._common import eval_mode, model_device
 from advlab.errors import ConfigError
+from advlab.torchutil import eval_mode, model_device
 
 
 def local_gradient_norm(

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from advlab.analysis._common import capture_io, eval_mode, get_linear, model_device
+from advlab.analysis._common import capture_io, get_linear
 from advlab.analysis.flatness import closed_form
 from advlab.errors import ConfigError
+from advlab.torchutil import eval_mode, model_device
 
 
 @dataclass

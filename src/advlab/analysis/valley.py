@@ -23,9 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.analysis._common import capture_io, eval_mode, get_linear, logits_layer_name, model_device
+from advlab.analysis._common import capture_io, get_linear, logits_layer_name
 from advlab.analysis.flatness import METHODS, closed_form, flatness_measures
 from advlab.errors import ConfigError
+from advlab.torchutil import eval_mode, model_device
 
 MEASURES = ("loss", "margin", "confidence", "flatness", "trace_variant", "trace", "phi_sq", "grad_norm",
             "pert_norm")

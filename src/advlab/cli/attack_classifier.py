@@ -85,7 +85,8 @@ def attack_classifier(
       advlab attack classifier --method worst-case --model runs/cnn-at \\
           --eps 0.1,0.2,0.3 --out runs/wc
     """
-    from advlab.attacks.classifier.evaluate import AttackEvalConfig, run_attack_eval
+    from advlab.attacks.classifier.evaluate import AttackEvalConfig
+    from advlab.pipelines.attack_classifier import run_attack_eval
     from advlab.utils import resolve_device, seed_everything
 
     cfg = AttackEvalConfig(
