@@ -6,6 +6,7 @@ exception or a division by zero (callers report it as "no items").
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -73,3 +74,36 @@ def pdr(perf_triggered: float, perf_clean: float) -> float:
     if perf_clean == 0:
         return float("nan")
     return 1.0 - perf_triggered / perf_clean
+
+
+def mean_std(values: Sequence[float]) -> dict[str, float]:
+    """Mean and sample standard deviation (n − 1 in the denominator; 0 for one value) of ``values``."""
+    v = [float(x) for x in values]
+    if not v:
+        return {"mean": float("nan"), "std": float("nan"), "n": 0}
+    mu = sum(v) / len(v)
+    var = sum((x - mu) ** 2 for x in v) / (len(v) - 1) if len(v) > 1 else 0.0
+    return {"mean": mu, "std": math.sqrt(var), "n": len(v)}
+
+
+def sign_test_p(lower: int, higher: int) -> float:
+    """Exact two-sided sign test: P(a split at least as uneven as ``lower``:``higher``) under p = ½ (ties
+    left out); nan without untied pairs."""
+    n = lower + higher
+    if n == 0:
+        return float("nan")
+    k = min(lower, higher)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
+    """Paired comparison of a against b (e.g. one seed each): mean ± std of a_i − b_i, how often a is
+    lower / higher / equal, and the exact two-sided sign-test p-value."""
+    if len(a) != len(b):
+        raise ValueError(f"paired values need equal lengths, got {len(a)} and {len(b)}")
+    d = [float(x) - float(y) for x, y in zip(a, b)]
+    lower, higher = sum(x < 0 for x in d), sum(x > 0 for x in d)
+    s = mean_std(d)
+    return {"mean_diff": s["mean"], "std_diff": s["std"], "n": s["n"], "lower": lower, "higher": higher,
+            "equal": len(d) - lower - higher, "sign_test_p": sign_test_p(lower, higher)}

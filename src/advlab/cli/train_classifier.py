@@ -64,7 +64,8 @@ def train_classifier(
       advlab train classifier --method pgd-at --model cnn --eps 0.2 --epochs 20 \\
           --out runs/cnn-at
     """
-    from advlab.training.classifier import TrainConfig, run_training
+    from advlab.pipelines.train_classifier import run_training
+    from advlab.training.classifier import TrainConfig
     from advlab.utils import resolve_device
 
     cfg = TrainConfig(

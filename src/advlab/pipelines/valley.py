@@ -46,10 +46,11 @@ def reproduce_valley(
 ) -> dict[str, Any]:
     """Train/reuse both models, run the valley on each, write the comparison; returns the metrics."""
     from advlab.analysis.jobs import run_valley_job
+    from advlab.pipelines.train_classifier import run_training
     from advlab.report import write_report
     from advlab.report.valley import comparison_figure
     from advlab.runs import RunDir, check_out_path, load_run
-    from advlab.training.classifier import TrainConfig, run_training
+    from advlab.training.classifier import TrainConfig
 
     out = check_out_path(out)
     train_cfgs = {

@@ -15,7 +15,7 @@ import torch
 from advlab import distributed
 from advlab.data.images import load_image_split
 from advlab.models.classifiers import build_classifier
-from advlab.training.classifier.loop import train_epoch
+from advlab.training.classifier.epoch import train_epoch
 from advlab.training.classifier.pct import pct_loss
 from advlab.training.classifier.rcat import rcat_loss
 from advlab.training.classifier.trades import trades_loss

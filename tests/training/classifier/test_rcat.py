@@ -159,7 +159,7 @@ def test_training_examples_stay_in_the_ball_and_pct_at_runs():
 
 def test_distillation_only_rcat_pulls_the_model_toward_the_old_one():
     """With α = 0, β = 1 the loss is D to the old model on its correct samples: fine-tuning must shrink it."""
-    from advlab.training.classifier.loop import train_epoch
+    from advlab.training.classifier.epoch import train_epoch
 
     old, new0, x, y = _models()
     y = old(x).argmax(1).detach()  # the old model is right everywhere: D covers every sample
