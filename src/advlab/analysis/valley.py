@@ -301,3 +301,18 @@ def compare_models(summaries: dict[str, dict[str, Any]]) -> dict[str, dict[str, 
 
 def config_dict(cfg: ValleyConfig) -> dict[str, Any]:
     return asdict(cfg)
+
+
+def valley_metrics(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Counts plus :func:`summarize_valley` for κ, Tr H, ‖φ‖², confidence and loss."""
+    flat = summarize_valley(records, "flatness")
+    shared = ("examples", "flipped", "never_flipped", "initially_misclassified", "flip_rate", "steps",
+              "flip_step_median", "flip_step_mean", "steps_over_median_flip", "median_confidence_at_end")
+    counts = {k: flat[k] for k in shared if k in flat}
+    out: dict[str, Any] = dict(counts)
+    if "note" in flat:
+        out["note"] = flat["note"]
+    for key in ("flatness", "trace", "phi_sq", "confidence", "loss"):
+        s = summarize_valley(records, key)
+        out[key] = {k: v for k, v in s.items() if k not in counts and k != "measure"}
+    return out

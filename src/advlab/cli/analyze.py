@@ -44,7 +44,7 @@ def flatness(
     Example:
       advlab analyze flatness --model runs/cnn --data digits --out runs/flat
     """
-    from advlab.analysis.jobs import run_flatness_job
+    from advlab.pipelines.analyze_flatness import run_flatness_job
     from advlab.utils import resolve_device
 
     dev = resolve_device(device)
@@ -140,7 +140,7 @@ def valley(
     Example:
       advlab analyze valley --model runs/cnn --data digits --out runs/valley
     """
-    from advlab.analysis.jobs import run_valley_job
+    from advlab.pipelines.analyze_valley import run_valley_job
     from advlab.utils import resolve_device
 
     cfg = _valley_config(
@@ -192,7 +192,7 @@ def hessian(
       advlab analyze hessian --model runs/cnn --layer fc --layer all \\
           --out runs/hessian
     """
-    from advlab.analysis.jobs import run_hessian_job
+    from advlab.pipelines.analyze_hessian import run_hessian_job
     from advlab.utils import resolve_device
 
     dev = resolve_device(device)
@@ -245,8 +245,8 @@ def reproduce_valley(
     Example:
       advlab reproduce valley --out runs/valley-repro
     """
-    from advlab.pipelines.valley import ReproduceValleyConfig
-    from advlab.pipelines.valley import reproduce_valley as run
+    from advlab.pipelines.reproduce_valley import ReproduceValleyConfig
+    from advlab.pipelines.reproduce_valley import reproduce_valley as run
     from advlab.utils import resolve_device
 
     cfg = ReproduceValleyConfig(

@@ -25,6 +25,7 @@ FIGURE_MAKERS: dict[str, str] = {
     "check-update": "advlab.report.update:update_figures",
     "update-classifier": "advlab.report.update:update_figures",
     "reproduce-rcat": "advlab.report.update:recipe_figures",
+    "reproduce-valley": "advlab.report.valley:reproduce_valley_figures",
 }
 
 _CSS = """

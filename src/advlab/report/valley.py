@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from advlab.analysis.valley import align_at_flip, curves, flip_steps  # noqa: E402
+from advlab.runs import load_run  # noqa: E402
 
 PANELS = (
     ("loss", "cross-entropy loss of the true label"),
@@ -216,3 +217,10 @@ def llm_valley_figures(run_dir: Path, manifest: Mapping, config: Mapping, record
     n_flip = sum(f is not None for f in fs.values())
     fig.suptitle(f"LLM valley ({method}, layer {config.get('layer', '?')}): {n_flip}/{len(names)} behaviours flip")
     return [_save(fig, Path(run_dir) / "figures" / "llm_valley.png")]
+
+
+def reproduce_valley_figures(run_dir: Path, manifest: Mapping, config: Mapping, records: Sequence[dict[str, Any]],
+                             metrics: Mapping) -> list[Path]:
+    """``reproduce-valley``: :func:`comparison_figure` of the models' valley runs (each record's ``valley_run``)."""
+    runs = {r["id"]: load_run(Path(r["valley_run"]))[2] for r in records}
+    return [comparison_figure(runs, Path(run_dir) / "figures" / "valley_comparison.png")] if runs else []
