@@ -63,3 +63,20 @@ def test_accuracy_robust_accuracy_asr_pdr_by_hand():
     assert M.asr([1, 1, 0]) == pytest.approx(2 / 3)
     assert M.pdr(0.6, 0.8) == pytest.approx(0.25)
     assert math.isnan(M.pdr(0.5, 0.0))
+
+
+def test_mean_std_sign_test_and_paired_difference_by_hand():
+    import math
+
+    s = M.mean_std([1.0, 2.0, 4.0])
+    assert s["mean"] == pytest.approx(7 / 3) and s["std"] == pytest.approx(math.sqrt(((4 / 3) ** 2 + (1 / 3) ** 2
+                                                                                     + (5 / 3) ** 2) / 2))
+    assert M.mean_std([2.0])["std"] == 0.0 and math.isnan(M.mean_std([])["mean"])
+    # 5 of 5 lower: two-sided p = 2·(1/2)^5; 1 vs 4: 2·(1 + 5)/32
+    assert M.sign_test_p(5, 0) == pytest.approx(2 / 32) and M.sign_test_p(1, 4) == pytest.approx(12 / 32)
+    assert M.sign_test_p(3, 3) == 1.0 and math.isnan(M.sign_test_p(0, 0))
+    d = M.paired_difference([0.1, 0.2, 0.3], [0.2, 0.2, 0.1])
+    assert (d["lower"], d["higher"], d["equal"], d["n"]) == (1, 1, 1, 3)
+    assert d["mean_diff"] == pytest.approx(((-0.1) + 0.0 + 0.2) / 3) and d["sign_test_p"] == 1.0
+    with pytest.raises(ValueError):
+        M.paired_difference([1.0], [1.0, 2.0])

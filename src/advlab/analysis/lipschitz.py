@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import jacrev, vmap
 
 from advlab.errors import ConfigError
 from advlab.torchutil import eval_mode, model_device
@@ -46,7 +47,6 @@ def local_gradient_norm(
                 loss = F.cross_entropy(model(xr), y, reduction="sum")
                 (g,) = torch.autograd.grad(loss, xr)
             return g.flatten(1).norm(p=q, dim=1).detach().cpu()
-        from torch.func import jacrev, vmap
 
         def f(xi: torch.Tensor) -> torch.Tensor:
             return model(xi.unsqueeze(0)).squeeze(0)

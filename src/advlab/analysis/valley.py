@@ -25,6 +25,7 @@ from torch import nn
 
 from advlab.analysis._common import capture_io, get_linear, logits_layer_name
 from advlab.analysis.flatness import METHODS, closed_form, flatness_measures
+from advlab.attacks.classifier import PGD
 from advlab.errors import ConfigError
 from advlab.torchutil import eval_mode, model_device
 
@@ -114,8 +115,6 @@ def valley_trajectory(
     ``flip_step`` is the first iterate with pred ≠ y (−1 when the label never flips; 0 when the clean
     input is already misclassified). The model is evaluated in eval mode; modes are restored.
     """
-    from advlab.attacks.classifier import PGD
-
     dev = model_device(model)
     x, y = x.to(dev), y.to(dev).long()
     layer = cfg.layer or logits_layer_name(model, x)

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advlab.attacks.classifier.registry import make_attack
 from advlab.errors import ConfigError
 from advlab.training.classifier.objective import LossTerms, TermLoss
 
@@ -112,14 +113,11 @@ def rcat_objective(
 
 
 def make_train_attack(name: str = "fgsm", eps: float = 0.1, steps: int = 10, norm: str = "linf") -> Attack:
-    """The attack that builds x* during fine-tuning: FGSM with random start (step 1.25·ε) or PGD-``steps``."""
-    from advlab.attacks.classifier import FGSM, PGD
-
-    if name == "fgsm":
-        return FGSM(eps=eps, norm=norm, random_start=True)
-    if name == "pgd":
-        return PGD(eps=eps, steps=steps, norm=norm, random_start=True, keep="last")
-    raise ConfigError(f"unknown training attack {name!r}; use one of {', '.join(TRAIN_ATTACKS)}")
+    """The attack that builds x* during fine-tuning: FGSM with random start (step 1.25·ε) or PGD-``steps``
+    (last iterate)."""
+    if name not in TRAIN_ATTACKS:
+        raise ConfigError(f"unknown training attack {name!r}; use one of {', '.join(TRAIN_ATTACKS)}")
+    return make_attack(name, eps=eps, steps=steps, norm=norm, random_start=True, keep="last")
 
 
 def frozen_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -85,6 +85,8 @@ def recipe_config(quick: bool = False, seed: int = 0, seeds: int | None = None) 
 
     eps = 0.15 (pixels in [0, 1]) instead of 0.1 so that the pairs show enough robust flips to fix.
     """
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
+        raise ConfigError(f"--seeds {seeds!r}: pass a number of seeds >= 1 (default 5, 3 with --quick)")
     eps = 0.15
     # Adam keeps the step size independent of the loss scale, so PCT's large β does not diverge on digits
     ft = {"epochs": 5, "lr": 1e-3, "optimizer": "adam", "batch_size": 64, "train_eps": eps}
@@ -100,7 +102,7 @@ def recipe_config(quick: bool = False, seed: int = 0, seeds: int | None = None) 
             check={"eps": eps, "steps": 20},
             seed=seed,
             sweep=False,
-            seeds=list(range(seed, seed + (seeds or 3))),
+            seeds=list(range(seed, seed + (seeds if seeds is not None else 3))),
         )
     models = [
         ModelSpec("mlp32-at3", "mlp", "pgd-at", 3, eps, {"hidden": 32, "depth": 1}),
@@ -122,7 +124,7 @@ def recipe_config(quick: bool = False, seed: int = 0, seeds: int | None = None) 
         update=ft,
         check={"eps": eps, "steps": 50},
         seed=seed,
-        seeds=list(range(seed, seed + (seeds or 5))),
+        seeds=list(range(seed, seed + (seeds if seeds is not None else 5))),
     )
 
 
