@@ -55,7 +55,6 @@ class RecipeConfig:
     methods: tuple[str, ...] = ("at", "rcat", "pct", "pct-at")
     update: dict[str, Any] = field(default_factory=dict)  # UpdateConfig overrides (no method)
     check: dict[str, Any] = field(default_factory=dict)  # CheckConfig overrides
-    seed: int = 0  # kept for configs written before ``seeds``; the seeds run are ``seeds``
     sweep: bool = True
     seeds: list[int] = field(default_factory=lambda: list(range(5)))
 
@@ -100,7 +99,6 @@ def recipe_config(quick: bool = False, seed: int = 0, seeds: int | None = None) 
             [("mlp32-at2", "mlp64-at6")],
             update={**ft, "epochs": 3},
             check={"eps": eps, "steps": 20},
-            seed=seed,
             sweep=False,
             seeds=list(range(seed, seed + (seeds if seeds is not None else 3))),
         )
@@ -123,7 +121,6 @@ def recipe_config(quick: bool = False, seed: int = 0, seeds: int | None = None) 
         pairs,
         update=ft,
         check={"eps": eps, "steps": 50},
-        seed=seed,
         seeds=list(range(seed, seed + (seeds if seeds is not None else 5))),
     )
 
