@@ -30,6 +30,7 @@ from torch import nn
 
 from advlab.attacks.classifier.registry import make_attack
 from advlab.errors import ConfigError
+from advlab.torchutil import eval_mode
 from advlab.training.classifier.objective import LossTerms, TermLoss
 
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -122,13 +123,8 @@ def make_train_attack(name: str = "fgsm", eps: float = 0.1, steps: int = 10, nor
 
 def frozen_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Logits of a reference model (eval mode, no gradient)."""
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return model(x)
-    finally:
-        model.train(was)
+    with eval_mode(model), torch.no_grad():
+        return model(x)
 
 
 def rcat_loss(
