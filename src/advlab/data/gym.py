@@ -1264,13 +1264,13 @@ def sure_target(request: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# The built-in behaviour sets (``builtin:gym-...``), as :class:`advlab.data.behavior.Behavior`.
+# The built-in behaviour sets (``builtin:gym-...``), as :class:`advlab.data.behavior_record.Behavior`.
 
 
 def to_behaviors(items: list[GymItem]) -> list[Any]:
     """GymItems as Behaviors: ``target`` is the compliance start (tasks: the exact answer), and
     ``extra`` carries ``kind``, ``expected`` (tasks) and the trained ``response``."""
-    from advlab.data.behavior import Behavior
+    from advlab.data.behavior_record import Behavior
 
     out = []
     for it in items:

@@ -229,13 +229,13 @@ class _Pools:
 
 
 def _load_public(specs: Sequence[str], harmless: bool) -> list[str]:
-    """Request texts from behaviour/harmless files via :mod:`advlab.data.behaviors`."""
+    """Request texts from behaviour/harmless files via :mod:`advlab.data.behavior_loaders`."""
     if not specs:
         return []
     try:
-        from advlab.data import behaviors as bmod
+        from advlab.data import behavior_loaders as bmod
     except ImportError as exc:  # pragma: no cover - the loader ships with advlab
-        raise ConfigError("--behaviors/--harmless need advlab.data.behaviors, which is missing") from exc
+        raise ConfigError("--behaviors/--harmless need advlab.data.behavior_loaders, which is missing") from exc
     loader = getattr(bmod, "load_harmless" if harmless else "load_behaviors")
     texts: list[str] = []
     for spec in specs:

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from advlab.data.behavior import Behavior
+from advlab.data.behavior_record import Behavior
 from advlab.errors import ConfigError, DataError
 
 BUILTIN_BEHAVIORS: dict[str, Callable[[], list[Behavior]]] = {}
