@@ -11,6 +11,7 @@ from functools import lru_cache
 
 import torch
 
+from advlab.data import vision
 from advlab.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
@@ -41,9 +42,9 @@ def load_digits_split(split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def load_image_split(data: str, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
-    """Dispatch on a data name. ``digits`` is built in; other names are added by image loaders."""
-    if data == "digits":
+    """Dispatch on a data name: ``digits`` is built in; the others (MNIST, CIFAR-10, synthetic sets)
+    are read by :mod:`advlab.data.vision`."""
+    name, _ = vision.parse_name(data)
+    if name == "digits":
         return load_digits_split(split)
-    from advlab.data import vision  # optional loaders (MNIST, CIFAR-10, synthetic sets)
-
     return vision.load(data, split)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from advlab.errors import ConfigError, DataError
+from advlab.utils import cache_dir
 
 SPLITS = ("train", "val", "test")
 ON_DISK = ("mnist", "cifar10")
@@ -41,8 +42,6 @@ def data_root(explicit: str | None = None) -> Path:
     env = os.environ.get("ADVLAB_DATA_DIR")
     if env:
         return Path(env).expanduser()
-    from advlab.utils import cache_dir
-
     return cache_dir() / "data"
 
 
@@ -173,9 +172,7 @@ def load(data: str, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
         raise ConfigError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     name, root = parse_name(data)
     if name == "digits":
-        from advlab.data.images import load_digits_split
-
-        return load_digits_split(split)
+        raise ConfigError("digits is built in: load it with advlab.data.load_image_split('digits')")
     if name in SYNTHETIC:
         x, y = _synthetic(name)
         i = _split_indices(len(y), split)
