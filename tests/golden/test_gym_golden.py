@@ -22,7 +22,8 @@ import transformers
 
 from advlab.data import gym
 from advlab.data.behavior_loaders import load_behaviors
-from advlab.models import zoo
+from advlab.models.gym_config import GymConfig
+from advlab.models.gym_pools import build_pools, sample_example
 
 ITEMS = {  # (kind, split) -> (count, sha256 of the items as JSON)
     ("harmful", "train"): (5744, "36d9d88917feff689a96e67aac57b99a61cb894a3e81a2207dbd57f171f0bc2d"),
@@ -78,12 +79,12 @@ def test_sure_targets_unchanged():
 
 
 def test_training_pools_and_sampled_batches_unchanged():
-    pools = zoo.build_pools()
+    pools = build_pools()
     assert pools.sizes() == POOL_SIZES
     assert _sha(dataclasses.asdict(pools)) == POOLS_SHA
-    cfg = zoo.GymConfig.quick_preset()
+    cfg = GymConfig.quick_preset()
     rng = random.Random(0)
-    batches = [[zoo._sample(pools, cfg, rng) for _ in range(cfg.batch_size)] for _ in range(20)]
+    batches = [[sample_example(pools, cfg, rng) for _ in range(cfg.batch_size)] for _ in range(20)]
     assert _sha(batches) == BATCHES_SHA
 
 
