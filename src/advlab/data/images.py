@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
 import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 
 from advlab.data import vision
 from advlab.errors import ConfigError
@@ -19,10 +22,6 @@ SPLITS = ("train", "val", "test")
 
 @lru_cache(maxsize=1)
 def _digits_arrays():
-    import numpy as np
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
     d = load_digits()
     x = (d.images.astype(np.float32) / 16.0)[:, None, :, :]
     y = d.target.astype(np.int64)

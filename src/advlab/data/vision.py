@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.datasets import make_moons
 
 from advlab.errors import ConfigError, DataError
 from advlab.utils import cache_dir
@@ -147,8 +148,6 @@ def _on_disk(name: str, root: str, train: bool) -> tuple[np.ndarray, np.ndarray]
 def _synthetic(name: str, n: int = 600) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     if name == "two-moons":
-        from sklearn.datasets import make_moons
-
         x, y = make_moons(n_samples=n, noise=0.1, random_state=0)
         x = (x - x.min(0)) / (x.max(0) - x.min(0))
         return x.astype(np.float32), y.astype(np.int64)
