@@ -144,10 +144,11 @@ def test_progress_lines_when_not_a_terminal(tmp_path, capsys):
     for step, loss in enumerate((2.5, 1.25, 0.5)):
         bar(step, loss)
     bar.close()
-    pattern = r"training safety gym: step (\d)/3, loss (\d\.\d{3}), \d+ s elapsed, ETA \d+ s"
+    pattern = r"training safety gym: step (\d)/3, loss (\d\.\d{3}), \d+ (?:s|min) elapsed, ETA \d+ (?:s|min)"
     got = [re.fullmatch(pattern, line).groups() for line in lines[:3]]
     assert got == [("1", "2.500"), ("2", "1.250"), ("3", "0.500")]
-    assert re.fullmatch(r"training safety gym: 3 steps done in \d+ s", lines[3])
+    assert re.fullmatch(r"training safety gym: 3 steps done in \d+ (?:s|min)", lines[3])
+    assert (zoo._duration(45), zoo._duration(119.4), zoo._duration(720)) == ("45 s", "119 s", "12 min")
     quiet = BuildProgress(3, every=3600.0, say=lines.append)
     quiet(0, 1.0)
     quiet.close()  # stopped early: no step line within the hour and no "done" line

@@ -59,6 +59,11 @@ __all__ = [
 KNOWN_MODELS = ("safety-gym",)
 
 
+def _duration(seconds: float) -> str:
+    """``"45 s"`` below two minutes, else ``"12 min"``."""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
 class BuildProgress:
     """Training progress as an ``on_step(step, loss)`` hook: a rich bar on a terminal, otherwise one
     line every ``every`` seconds with the step, the loss and an ETA (for log files and CI)."""
@@ -91,13 +96,13 @@ class BuildProgress:
             elapsed = now - self._t0
             eta = (self.total - self.done) * elapsed / self.done
             self.say(f"training safety gym: step {self.done}/{self.total}, loss {loss:.3f}, "
-                     f"{elapsed:.0f} s elapsed, ETA {eta:.0f} s")
+                     f"{_duration(elapsed)} elapsed, ETA {_duration(eta)}")
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
         elif self.done == self.total:
-            self.say(f"training safety gym: {self.total} steps done in {time.monotonic() - self._t0:.0f} s")
+            self.say(f"training safety gym: {self.total} steps done in {_duration(time.monotonic() - self._t0)}")
 
 
 def _umask() -> int:
