@@ -17,7 +17,7 @@ from advlab.analysis.llm_flatness import output_head_name, segments_flatness
 from advlab.analysis.llm_valley import embedding_valley, gcg_valley, llm_valley_metrics
 from advlab.attacks.llm.embedding import EmbeddingAttackConfig
 from advlab.attacks.llm.gcg import GCGConfig
-from advlab.data.behaviors import load_behaviors
+from advlab.data.behavior_loaders import load_behaviors
 from advlab.errors import ConfigError
 from advlab.jobs import check_writable, run_job
 from advlab.models import load_chat_model
