@@ -39,7 +39,7 @@ def pipeline_config(method: str, args: argparse.Namespace):
 def first_success(args: argparse.Namespace, model, tok, behaviors) -> dict:
     import torch
 
-    from advlab.attacks.llm.common import eos_token_ids, greedy_generate
+    from advlab.models.generation import greedy_generate, stop_token_ids
     from advlab.attacks.llm.embedding import run_embedding_attack
     from advlab.attacks.llm.gcg import run_gcg
     from advlab.judges import get_judge
@@ -47,7 +47,7 @@ def first_success(args: argparse.Namespace, model, tok, behaviors) -> dict:
 
     fmt = ChatFormatter(tok)
     judge = get_judge("compliance")
-    eos = eos_token_ids(model, tok)
+    eos = set(stop_token_ids(model, tok))
     rows = []
     for b in behaviors:
         segs = fmt.segments(b.request, pipeline_config("gcg", args).init, b.target)
