@@ -39,11 +39,11 @@ def pipeline_config(method: str, args: argparse.Namespace):
 def first_success(args: argparse.Namespace, model, tok, behaviors) -> dict:
     import torch
 
-    from advlab.models.generation import greedy_generate, stop_token_ids
     from advlab.attacks.llm.embedding import run_embedding_attack
     from advlab.attacks.llm.gcg import run_gcg
     from advlab.judges import get_judge
     from advlab.models.formatting import ChatFormatter
+    from advlab.models.generation import greedy_generate, stop_token_ids
 
     fmt = ChatFormatter(tok)
     judge = get_judge("compliance")
@@ -138,7 +138,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from advlab.data.behaviors import load_behaviors
+    from advlab.data.behavior_loaders import load_behaviors
     from advlab.models import load_chat_model
 
     torch.set_num_threads(args.threads)

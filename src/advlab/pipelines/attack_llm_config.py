@@ -15,7 +15,7 @@ from typing import Any
 from advlab.attacks.llm.embedding import EmbeddingAttackConfig
 from advlab.attacks.llm.gcg import GCGConfig
 from advlab.attacks.llm.registry import get_llm_attack
-from advlab.data.behaviors import load_behaviors
+from advlab.data.behavior_loaders import load_behaviors
 from advlab.errors import DataError, require
 from advlab.utils import fill_dataclass
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from advlab.data.behaviors import load_behaviors, load_harmless
+from advlab.data.behavior_loaders import load_behaviors, load_harmless
 from advlab.errors import ConfigError
 from advlab.jobs import Tick, check_writable, run_job
 from advlab.judges.refusal import RefusalJudge

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from advlab.data.behavior import Behavior
+from advlab.data.behavior_record import Behavior
 from advlab.models.formatting import ChatFormatter
 from advlab.models.segments import PromptSegments
 
