@@ -24,6 +24,7 @@ from advlab.errors import ConfigError, ModelError
 from advlab.judges.base import Verdict
 from advlab.judges.escape import escape_model_text, special_token_count
 from advlab.models.chat import load_chat_model
+from advlab.models.generation import left_pad, model_device, position_ids_from_mask
 
 _RULES = """---
 Rules:
@@ -150,15 +151,13 @@ class HarmBenchJudge:
         if len(requests) != len(completions):
             raise ConfigError("judge_batch needs as many requests as completions")
         prompts = [self._ids(self.prompt(r, c)) for r, c in zip(requests, completions, strict=True)]
-        device = next(self.model.parameters()).device
+        device = model_device(self.model)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         out: list[Verdict] = []
         for i in range(0, len(prompts), self.batch_size):
             chunk = prompts[i : i + self.batch_size]
-            width = max(len(p) for p in chunk)
-            ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk], device=device)
-            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=device)
-            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            ids, mask = left_pad(chunk, pad, device)
+            pos = position_ids_from_mask(mask)
             with torch.no_grad():
                 logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1].float()
             probs = logits.softmax(-1)
