@@ -6,15 +6,16 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from matplotlib.figure import Figure
-
-from advlab.metrics import attack_llm_metrics, eval_llm_metrics
+from advlab.metrics import attack_llm_metrics
 
 
-def _subplots(figsize: tuple[float, float]) -> tuple[Figure, Any]:
-    """A figure and its axes, without pyplot (no global figure state, no GUI backend)."""
-    fig = Figure(figsize=figsize)
-    return fig, fig.subplots()
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 # ---------------------------------------------------------------------------------------------
@@ -30,10 +31,10 @@ def eval_figures(
 ) -> list[Path]:
     """``eval_rates.png``: refusal / utility / over-refusal with counts; ``eval_categories.png``:
     the same rate per category (refusal for harmful and harmless, exact match for tasks)."""
+    plt = _plt()
     fig_dir = Path(run_dir) / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
-    judge = metrics.get("judge") or "refusal"
-    m = eval_llm_metrics(records, judge) if records else metrics
+    m = metrics
     paths: list[Path] = []
 
     bars = [
@@ -60,7 +61,7 @@ def eval_figures(
         ),
     ]
     bars = [b for b in bars if b[1] is not None]
-    fig, ax = _subplots((7, 4))
+    fig, ax = plt.subplots(figsize=(7, 4))
     xs = range(len(bars))
     ax.bar(xs, [100 * b[1] for b in bars], color=[b[4] for b in bars])
     for x, (_, rate, k, n, _) in zip(xs, bars):
@@ -73,12 +74,13 @@ def eval_figures(
     fig.tight_layout()
     p = fig_dir / "eval_rates.png"
     fig.savefig(p, dpi=110)
+    plt.close(fig)
     paths.append(p)
 
     per_cat = m.get("per_category") or {}
     if per_cat:
         names = sorted(per_cat)
-        fig, ax = _subplots((7, max(2.5, 0.28 * len(names) + 1)))
+        fig, ax = plt.subplots(figsize=(7, max(2.5, 0.28 * len(names) + 1)))
         colors = {"harmful": "#cf222e", "harmless": "#9a6700", "task": "#1a7f37"}
         vals = [100 * per_cat[k]["rate"] for k in names]
         ax.barh(range(len(names)), vals, color=[colors.get(k.split("/")[0], "#555") for k in names])
@@ -90,6 +92,7 @@ def eval_figures(
         fig.tight_layout()
         p = fig_dir / "eval_categories.png"
         fig.savefig(p, dpi=110)
+        plt.close(fig)
         paths.append(p)
     return paths
 
@@ -105,6 +108,7 @@ def attack_figures(
     """``attack_loss.png``: target loss per step (each behaviour thin, median bold; successes green);
     ``attack_asr.png``: ASR per judge with the median budget (steps, forward/backward passes, seconds).
     Example completions are shown in the HTML report through the records."""
+    plt = _plt()
     fig_dir = Path(run_dir) / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     method = config.get("method", "?")
@@ -114,7 +118,7 @@ def attack_figures(
     curves = [(r.get("loss_history") or [], bool(r.get("success"))) for r in records]
     curves = [(c, s) for c, s in curves if c]
     if curves:
-        fig, ax = _subplots((7, 4))
+        fig, ax = plt.subplots(figsize=(7, 4))
         for c, s in curves:
             ax.plot(range(len(c)), c, color="#1a7f37" if s else "#cf222e", alpha=0.25, lw=0.8)
         longest = max(len(c) for c, _ in curves)
@@ -129,12 +133,13 @@ def attack_figures(
         fig.tight_layout()
         p = fig_dir / "attack_loss.png"
         fig.savefig(p, dpi=110)
+        plt.close(fig)
         paths.append(p)
 
     m = attack_llm_metrics(records, metrics.get("default_judge") or next(iter(records[0].get("judges", {"?": 0}))))
     by = m.get("asr_by_judge") or {}
     if by:
-        fig, ax = _subplots((6.5, 3.6))
+        fig, ax = plt.subplots(figsize=(6.5, 3.6))
         names = list(by)
         vals = [100 * (by[k] or 0) for k in names]
         bars = ax.bar(names, vals, color="#cf222e")
@@ -156,5 +161,6 @@ def attack_figures(
         fig.tight_layout()
         p = fig_dir / "attack_asr.png"
         fig.savefig(p, dpi=110)
+        plt.close(fig)
         paths.append(p)
     return paths
