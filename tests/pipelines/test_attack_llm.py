@@ -10,7 +10,7 @@ import torch
 
 from advlab.errors import AdvlabError
 from advlab.judges.base import Verdict
-from advlab.pipelines.attack_llm import AttackLLMConfig, compute_metrics, run_attack_llm
+from advlab.pipelines.attack_llm import AttackLLMConfig, attack_config, compute_metrics, run_attack_llm
 
 WEIRD = "QQQ zebra lantern target QQQ"
 
@@ -165,12 +165,12 @@ def test_defaults_judges_and_embedding_attack():
     emb = AttackLLMConfig(method="embedding", model="m")
     assert emb.judges == ["compliance", "refusal"] and emb.steps == 100
     assert (emb.optimizer, emb.step_size, emb.eps, emb.norm) == ("adam", 1e-2, 1.0, "l2")
-    ec = emb.embedding_config()
+    ec = attack_config(emb)
     assert (ec.optimizer, ec.step_size, ec.eps, ec.norm, ec.steps) == ("adam", 1e-2, 1.0, "l2", 100)
     lib = EmbeddingAttackConfig()
     assert (lib.optimizer, lib.step_size, lib.eps, lib.steps) == ("sign", 1e-4, 0.05, 10)
     sign = AttackLLMConfig(method="embedding", model="m", optimizer="sign", step_size=1e-3, eps=float("inf"))
-    assert sign.embedding_config().optimizer == "sign" and sign.eps is None  # inf = unbounded, stored as None
+    assert attack_config(sign).optimizer == "sign" and sign.eps is None  # inf = unbounded, stored as None
     gcg = AttackLLMConfig(method="gcg", model="m")
     assert gcg.optimizer is None and gcg.judges == ["compliance", "refusal"]
 

@@ -45,9 +45,15 @@ from advlab.pipelines.attack_llm_config import (  # noqa: F401 - the names cli/ 
     RESUME_IGNORE,
     UNIVERSAL_FILE,
     AttackLLMConfig,
-    load_attack_behaviors,
 )
-from advlab.pipelines.attack_llm_setup import build_helpers, check_universal_resume, preflight, read_universal
+from advlab.pipelines.attack_llm_setup import (  # noqa: F401 - load_attack_behaviors: callers import it from here
+    attack_config,
+    build_helpers,
+    check_universal_resume,
+    load_attack_behaviors,
+    preflight,
+    read_universal,
+)
 from advlab.runs import atomic_write_json
 from advlab.utils import resolve_device, seed_everything
 
@@ -82,10 +88,11 @@ def make_record(behavior: Any, cfg: AttackLLMConfig, judges: Sequence[Any], comp
 
 def attack_one(model: Any, tokenizer: Any, formatter: ChatFormatter, behavior: Any, cfg: AttackLLMConfig,
                judges: Sequence[Any], *, on_step: OnStep | None = None, aux: AttackHelpers | None = None,
-               attack_config: Any = None) -> dict[str, Any]:
-    """Attack one behaviour, generate from the adversarial input, judge; return the record."""
+               config: Any = None) -> dict[str, Any]:
+    """Attack one behaviour, generate from the adversarial input, judge; return the record. ``config``: the
+    attack's own config (default: filled from ``cfg``)."""
     res: LLMAttackResult = run_llm_attack(cfg.method, model, tokenizer, [AttackPrompt(behavior, formatter)],
-                                          attack_config or cfg.attack_config(), on_step=on_step, helpers=aux)
+                                          config or attack_config(cfg), on_step=on_step, helpers=aux)
     require(res.adv_prompt_ids is not None, f"{cfg.method} returned no adversarial prompt ids", ConfigError)
     adv_input = {"inputs_embeds": res.adv_embeds} if res.adv_embeds is not None else {"input_ids": [res.adv_prompt_ids]}
     completion, judged = complete_and_judge(model, tokenizer, behavior.request, judges, cfg.max_new_tokens, **adv_input)
@@ -107,7 +114,7 @@ class AttackLLMJob:
         self.cfg, self.config, self.seed, self.device = cfg, asdict(cfg), cfg.seed, str(device)
         self.model, self.tokenizer, self.formatter = model, tokenizer, formatter
         self.behaviors, self.judges, self.helpers, self.out = list(behaviors), list(judges), helpers, Path(out)
-        self.attack_config = cfg.attack_config()
+        self.attack_config = attack_config(cfg)
         self.suffix: dict[str, Any] | None = None
 
     def items(self) -> list[Any]:
@@ -151,7 +158,7 @@ class AttackLLMJob:
         seed_everything(self.cfg.seed)
         ticker = StepTicker(tick, int(self.cfg.steps or 1))
         record = attack_one(self.model, self.tokenizer, self.formatter, behavior, self.cfg, self.judges,
-                            on_step=ticker, aux=self.helpers, attack_config=self.attack_config)
+                            on_step=ticker, aux=self.helpers, config=self.attack_config)
         ticker.finish()
         return record
 

@@ -1,8 +1,10 @@
 """The configuration of ``advlab attack llm``: one flat dataclass (its field names are the config.yaml and
-command-line contract), checked before any model loads, and the behaviours it selects.
+command-line contract), checked before any model loads. Light on purpose (no torch): the CLI imports its
+defaults to build ``--help``.
 
 Each attack's own config (:class:`~advlab.attacks.llm.gcg.GCGConfig`, ...) is filled from the same-named
-fields by :func:`advlab.utils.fill_dataclass` (:data:`CONFIG_RENAMES` where an attack names a field otherwise).
+fields by :func:`advlab.pipelines.attack_llm_setup.attack_config` (:data:`CONFIG_RENAMES` where an attack
+names a field otherwise).
 """
 
 from __future__ import annotations
@@ -10,14 +12,8 @@ from __future__ import annotations
 import re
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any
 
-from advlab.attacks.llm.embedding import EmbeddingAttackConfig
-from advlab.attacks.llm.gcg import GCGConfig
-from advlab.attacks.llm.registry import get_llm_attack
-from advlab.data.behavior_loaders import load_behaviors
-from advlab.errors import DataError, require
-from advlab.utils import fill_dataclass
+from advlab.errors import require
 
 JOB = "attack-llm"
 METHODS = ("embedding", "gcg", "autodan", "pair")
@@ -225,31 +221,3 @@ class AttackLLMConfig:
     def mode(self) -> str:
         """``universal`` (one GCG suffix for every behaviour) or ``individual``."""
         return "universal" if self.universal else "individual"
-
-    def attack_config(self, method: str | None = None) -> Any:
-        """The config dataclass of ``method`` (default: this one's), filled from the same-named options
-        (and :data:`CONFIG_RENAMES` where the attack names a field otherwise)."""
-        method = method or self.method
-        return fill_dataclass(get_llm_attack(method).config_type, self, CONFIG_RENAMES[method])
-
-    def gcg_config(self) -> GCGConfig:
-        return self.attack_config("gcg")
-
-    def embedding_config(self) -> EmbeddingAttackConfig:
-        return self.attack_config("embedding")
-
-
-def load_attack_behaviors(cfg: AttackLLMConfig) -> list[Any]:
-    """The behaviours to attack (first ``limit``), validated before any model is loaded."""
-    items = list(load_behaviors(cfg.behaviors))
-    items = [b for b in items if str(getattr(b, "target", "") or "").strip()]
-    if not items:
-        raise DataError(
-            f"--behaviors {cfg.behaviors}: no behaviour with a target string; attacks need targets "
-            "(e.g. 'Sure, here is ...'), use a file with a target column or builtin:gym-harmful-test"
-        )
-    if cfg.limit is not None:
-        items = items[: cfg.limit]
-    ids = [str(b.id) for b in items]
-    require(len(set(ids)) == len(ids), f"--behaviors {cfg.behaviors}: behaviour ids repeat", DataError)
-    return items

@@ -1,5 +1,5 @@
-"""What ``attack llm`` prepares before its run directory exists: helper backends and transfer models,
-checks that need the model, the universal-suffix file of a resumed run."""
+"""What ``attack llm`` prepares before its run directory exists: the behaviours, the attack's own config,
+helper backends and transfer models, checks that need the model, the universal-suffix file of a resumed run."""
 
 from __future__ import annotations
 
@@ -11,11 +11,37 @@ from typing import Any
 
 from advlab.attacks.llm.base import AttackHelpers
 from advlab.attacks.llm.common import embedding_matrix
-from advlab.errors import ModelError, require
+from advlab.attacks.llm.registry import get_llm_attack
+from advlab.data.behavior_loaders import load_behaviors
+from advlab.errors import DataError, ModelError, require
 from advlab.models.backends import HFChatBackend, NamedBackend, OpenAIChatBackend
 from advlab.models.chat import load_chat_model
 from advlab.models.formatting import ChatFormatter
-from advlab.pipelines.attack_llm_config import BACKEND_ROLES, UNIVERSAL_FILE, AttackLLMConfig
+from advlab.pipelines.attack_llm_config import BACKEND_ROLES, CONFIG_RENAMES, UNIVERSAL_FILE, AttackLLMConfig
+from advlab.utils import fill_dataclass
+
+
+def load_attack_behaviors(cfg: AttackLLMConfig) -> list[Any]:
+    """The behaviours to attack (first ``limit``), validated before any model is loaded."""
+    items = list(load_behaviors(cfg.behaviors))
+    items = [b for b in items if str(getattr(b, "target", "") or "").strip()]
+    if not items:
+        raise DataError(
+            f"--behaviors {cfg.behaviors}: no behaviour with a target string; attacks need targets "
+            "(e.g. 'Sure, here is ...'), use a file with a target column or builtin:gym-harmful-test"
+        )
+    if cfg.limit is not None:
+        items = items[: cfg.limit]
+    ids = [str(b.id) for b in items]
+    require(len(set(ids)) == len(ids), f"--behaviors {cfg.behaviors}: behaviour ids repeat", DataError)
+    return items
+
+
+def attack_config(cfg: AttackLLMConfig, method: str | None = None) -> Any:
+    """The config dataclass of ``method`` (default ``cfg.method``: ``GCGConfig``, ``EmbeddingAttackConfig``,
+    ...) filled from ``cfg``'s same-named fields, and :data:`CONFIG_RENAMES` where the attack names one otherwise."""
+    method = method or cfg.method
+    return fill_dataclass(get_llm_attack(method).config_type, cfg, CONFIG_RENAMES[method])
 
 
 def _load_local(name: str, option: str, cfg: AttackLLMConfig, local: tuple[Any, Any], device: Any) -> tuple[Any, Any]:
