@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
+
+from advlab.metrics import attack_llm_metrics
 
 
 def _plt() -> Any:
@@ -28,13 +31,10 @@ def eval_figures(
 ) -> list[Path]:
     """``eval_rates.png``: refusal / utility / over-refusal with counts; ``eval_categories.png``:
     the same rate per category (refusal for harmful and harmless, exact match for tasks)."""
-    from advlab.pipelines.eval_llm import compute_metrics
-
     plt = _plt()
     fig_dir = Path(run_dir) / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
-    judge = metrics.get("judge") or "refusal"
-    m = compute_metrics(records, judge) if records else metrics
+    m = metrics
     paths: list[Path] = []
 
     bars = [
@@ -108,10 +108,6 @@ def attack_figures(
     """``attack_loss.png``: target loss per step (each behaviour thin, median bold; successes green);
     ``attack_asr.png``: ASR per judge with the median budget (steps, forward/backward passes, seconds).
     Example completions are shown in the HTML report through the records."""
-    import statistics
-
-    from advlab.pipelines.attack_llm import compute_metrics
-
     plt = _plt()
     fig_dir = Path(run_dir) / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -140,7 +136,7 @@ def attack_figures(
         plt.close(fig)
         paths.append(p)
 
-    m = compute_metrics(records, metrics.get("default_judge") or next(iter(records[0].get("judges", {"?": 0}))))
+    m = attack_llm_metrics(records, metrics.get("default_judge") or next(iter(records[0].get("judges", {"?": 0}))))
     by = m.get("asr_by_judge") or {}
     if by:
         fig, ax = plt.subplots(figsize=(6.5, 3.6))
