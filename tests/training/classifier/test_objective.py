@@ -13,7 +13,7 @@ def test_total_is_the_weighted_sum_of_means_and_an_empty_selection_adds_zero():
     mask = torch.tensor([True, False, True, False])
     t = LossTerms().add(0.5, a).add(2.0, a**2, mask).add(3.0, a, torch.zeros(4, dtype=torch.bool))
     assert t.counts == [4.0, 2.0, 0.0]
-    assert float(t.total()) == pytest.approx(0.5 * 2.5 + 2.0 * (1 + 9) / 2)
+    assert float(t.total().detach()) == pytest.approx(0.5 * 2.5 + 2.0 * (1 + 9) / 2)
     t.total().backward()
     assert torch.isfinite(a.grad).all()
 
