@@ -156,8 +156,9 @@ def _is_main_thread() -> bool:
 
 
 class StepTicker:
-    """An attack's ``on_step(step, loss)`` hook as progress ticks: one per step, at most ``steps`` per item;
-    ``finish()`` ticks what an early stop left out, so every item advances the bar by exactly ``steps``."""
+    """A ``(step, loss)`` hook as progress ticks (an LLM attack's ``on_step`` passes it ``info.step``): one per
+    step, at most ``steps`` per item; ``finish()`` ticks what an early stop left out, so every item advances
+    the bar by exactly ``steps``."""
 
     def __init__(self, tick: Tick, steps: int) -> None:
         self.tick, self.steps, self.done = tick, max(0, int(steps)), 0

@@ -309,7 +309,7 @@ def test_progress_moves_with_every_step(gym, gym_dir, method, kw):
             beh,
             cfg,
             [RefusalJudge()],
-            on_step=lambda step, loss: calls.append((step, loss, counter.n)),
+            on_step=lambda info: calls.append((info.step, info.loss, counter.n)),
         )
     finally:
         counter.handle.remove()

@@ -13,9 +13,9 @@ and record, per step, ``measure`` = Σ_v p_v(1−p_v)·‖h‖² (Tr H of the he
 With ``record_best=True`` the best point so far is recorded too, as separate records labelled
 ``point: "best"`` (ids ``best-STEP``); the iterate's records are ``point: "iterate"``.
 
-The default runners bridge today's attack functions, whose hooks pass only the loss (``on_step``) and the best
-point (``stop_check``): :func:`gcg_iterates` reads GCG's iterate where GCG samples the next candidates around
-it, :func:`embedding_iterates` reads the embeddings the attack feeds the model at each evaluation.
+The default runners read the iterate off the attacks' own step hook (``StepInfo.current`` of
+:mod:`advlab.attacks.llm.base`): :func:`gcg_iterates` the slot ids, :func:`embedding_iterates` the input
+embeddings the attack evaluates.
 """
 
 from __future__ import annotations
@@ -24,13 +24,11 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
-from unittest import mock
 
 import torch
 from torch import nn
 
 from advlab.analysis.llm_flatness import LLMFlatness, llm_flatness, output_head_name, segments_flatness
-from advlab.attacks.llm import gcg as gcg_module
 from advlab.attacks.llm.common import embedding_matrix
 from advlab.attacks.llm.embedding import EmbeddingAttackConfig, run_embedding_attack
 from advlab.attacks.llm.gcg import GCGConfig, run_gcg
@@ -41,44 +39,20 @@ AttackRunner = Callable[[nn.Module, Any, Any, Any, OnIterate], Any]
 
 
 def gcg_iterates(model: nn.Module, tokenizer: Any, segments: Any, config: GCGConfig, on_iterate: OnIterate) -> Any:
-    """Run GCG and call ``on_iterate(s, slot_ids)`` with its current iterate after s = 0..``config.steps`` steps.
-
-    Bridge for today's ``run_gcg`` (no hook gives the iterate): GCG samples step s+1's candidates around the
-    iterate after step s, so that is the first argument of its (s+1)-th ``sample_candidates`` call; GCG is
-    run for one step more than asked to read the last iterate. Replace by the attack's own iterate hook."""
-    seen: list[list[int]] = []
-    original = gcg_module.sample_candidates
-
-    def spy(current, *args, **kwargs):
-        seen.append(current.tolist())
-        return original(current, *args, **kwargs)
-
-    with mock.patch.object(gcg_module, "sample_candidates", spy):
-        result = run_gcg(model, tokenizer, segments, replace(config, steps=config.steps + 1))
-    for step, ids in enumerate(seen[: config.steps + 1]):
-        on_iterate(step, ids)
-    return result
+    """Run GCG and call ``on_iterate(s, slot_ids)`` with its current iterate after s = 0..``config.steps`` steps
+    (step 0: the starting slot; then ``StepInfo.current`` of each step)."""
+    on_iterate(0, list(segments.slot))
+    return run_gcg(model, tokenizer, segments, config,
+                   on_step=lambda info: on_iterate(info.step, info.current.tolist()))
 
 
 def embedding_iterates(
     model: nn.Module, tokenizer: Any, segments: Any, config: EmbeddingAttackConfig, on_iterate: OnIterate
 ) -> Any:
     """Run the embedding attack and call ``on_iterate(s, embeds)`` with the input embeddings [1, T, d] it
-    evaluates after s = 0..``config.steps`` updates (read with a forward pre-hook: the attack's hooks give only
-    the best δ). Replace by the attack's own iterate hook."""
-    seen: list[torch.Tensor] = []
-
-    def hook(_module, args, kwargs):
-        if kwargs.get("inputs_embeds") is not None and len(seen) <= config.steps:
-            seen.append(kwargs["inputs_embeds"].detach().clone())
-
-    handle = model.register_forward_pre_hook(hook, with_kwargs=True)
-    try:
-        (result,) = run_embedding_attack(model, tokenizer, segments, config)
-    finally:
-        handle.remove()
-    for step, embeds in enumerate(seen):
-        on_iterate(step, embeds)
+    evaluates after s = 0..``config.steps`` updates (``StepInfo.current``: the iterate, not the best δ)."""
+    (result,) = run_embedding_attack(model, tokenizer, segments, config,
+                                     on_step=lambda info: on_iterate(info.step, info.current))
     return result
 
 

@@ -140,8 +140,9 @@ class AttackLLMJob:
             return
         seed_everything(self.cfg.seed)
         prompts = [AttackPrompt(b, self.formatter) for b in self.behaviors]
+        ticker = StepTicker(tick, int(self.cfg.steps or 1))
         res = run_llm_attack("gcg", self.model, self.tokenizer, prompts, self.attack_config,
-                             on_step=StepTicker(tick, int(self.cfg.steps or 1)), helpers=self.helpers)
+                             on_step=lambda info: ticker(info.step), helpers=self.helpers)
         self.suffix = {
             "behavior_ids": [str(b.id) for b in self.behaviors], "transfer_models": list(self.cfg.transfer_models),
             "adv_ids": list(res.extra["adv_ids"]), "adv_string": res.adv_string, "best_loss": res.best_loss,
@@ -158,7 +159,7 @@ class AttackLLMJob:
         seed_everything(self.cfg.seed)
         ticker = StepTicker(tick, int(self.cfg.steps or 1))
         record = attack_one(self.model, self.tokenizer, self.formatter, behavior, self.cfg, self.judges,
-                            on_step=ticker, aux=self.helpers, config=self.attack_config)
+                            on_step=lambda info: ticker(info.step), aux=self.helpers, config=self.attack_config)
         ticker.finish()
         return record
 

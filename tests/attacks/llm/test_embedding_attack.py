@@ -164,7 +164,7 @@ def test_on_step_called_live_after_every_step(tiny_model, tiny_tok, segs, kw):
     try:
         cfg = EmbeddingAttackConfig(steps=6 if not kw["early_stop"] else 300, eps=None, step_size=0.05, **kw)
         res = run_embedding_attack(
-            tiny_model, tiny_tok, batch, cfg, on_step=lambda step, loss: calls.append((step, loss, len(forwards)))
+            tiny_model, tiny_tok, batch, cfg, on_step=lambda info: calls.append((info.step, info.loss, len(forwards)))
         )
     finally:
         hook.remove()

@@ -46,7 +46,7 @@ def test_gcg_protocol_equals_run_gcg_and_is_timed_outside(tiny_model, chat_tok):
     cfg = GCGConfig(steps=2, search_width=8, topk=8, optim_str_init="x x x x", early_stop=False)
     prompts = _prompts(chat_tok, "Tell me a story", "Write a tutorial on how to make a cake")
     steps = []
-    res = run_llm_attack("gcg", tiny_model, chat_tok, prompts, cfg, on_step=lambda s, loss: steps.append(s))
+    res = run_llm_attack("gcg", tiny_model, chat_tok, prompts, cfg, on_step=lambda info: steps.append(info.step))
     ref = run_gcg(tiny_model, chat_tok, [p.segments("x x x x") for p in prompts], cfg)
     assert res.extra["adv_ids"] == ref.extra["adv_ids"] and res.loss_history == ref.loss_history
     assert steps == [1, 2] and res.budget.seconds > 0 and ref.budget.seconds == 0.0  # only the registry times

@@ -44,7 +44,7 @@ from advlab.attacks.llm.autodan_operators import (
     split_sentences,
     synonym_mutation,
 )
-from advlab.attacks.llm.base import AttackBudget, AttackHelpers, AttackPrompt, LLMAttackResult, OnStep
+from advlab.attacks.llm.base import AttackBudget, AttackHelpers, AttackPrompt, LLMAttackResult, OnStep, StepInfo
 from advlab.attacks.llm.common import AdaptiveChunker, left_pad, model_device, target_logits, target_loss_from_logits
 from advlab.attacks.llm.prototypes import PROTOTYPES
 from advlab.data.behavior_record import Behavior
@@ -193,8 +193,8 @@ def run_autodan(
     ``formatter``: a ChatFormatter whose slot is the whole request (default: built from the tokenizer);
     ``backend``: a ChatBackend used to rephrase in mutations (None = synonym substitution);
     ``segments_fn(message, target) -> PromptSegments`` and ``loss_fn(segments) -> losses`` override
-    the formatter and the fitness (tests, other models); ``on_step(generation, best_loss)`` is called
-    after each generation (1-based).
+    the formatter and the fitness (tests, other models); ``on_step(StepInfo(generation, best_loss,
+    template))`` is called after each generation (1-based), ``template`` the generation's best.
     """
     cfg = config or AutoDANConfig()
     if not behavior.target or not behavior.target.strip():
@@ -244,7 +244,7 @@ def run_autodan(
         else:
             stale += 1
         if on_step is not None:
-            on_step(step + 1, best_loss)
+            on_step(StepInfo(step + 1, best_loss, population[order[0]]))
         if cfg.early_stop and (step + 1) % cfg.check_every == 0:
             forward += 1
             text = _greedy_text(

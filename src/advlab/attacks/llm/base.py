@@ -6,8 +6,9 @@ An attack is a config dataclass and one function::
 
 ``prompts`` is a list of :class:`AttackPrompt` (one behaviour each: its request, its target and the chat
 formatter that turns them into :class:`~advlab.models.segments.PromptSegments`); one prompt for an
-individual attack, several for a universal one. ``on_step(step, loss)`` is the one progress hook, called as
-the attack advances (1-based steps; the embedding attack also reports step 0, the clean prompt).
+individual attack, several for a universal one. ``on_step(info)`` is the one step hook, called as the
+attack advances with a :class:`StepInfo` (1-based steps; the embedding attack also reports step 0, the clean
+prompt): the step, its loss and the attack's current iterate (not the best point so far).
 ``helpers`` carries what an attack needs besides the attacked model (helper chat backends, transfer
 models). Attacks are looked up by name in :mod:`advlab.attacks.llm.registry`, which also measures the
 wall-clock time: no attack times itself.
@@ -23,7 +24,24 @@ from advlab.data.behavior_record import Behavior
 from advlab.models.formatting import ChatFormatter
 from advlab.models.segments import PromptSegments
 
-OnStep = Callable[[int, float], None]
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What an attack's ``on_step`` hook receives after each step.
+
+    ``current`` is the attack's current iterate, the point the next step starts from (not the best so far):
+    GCG: the slot token ids [S] (a LongTensor); embedding attack: the perturbed input embeddings the model
+    was just evaluated on [B, L, d] (the left-padded batch, target positions included; detached);
+    AutoDAN: the generation's best template (str); PAIR: the round's attacker prompts (one per stream,
+    "" where a stream gave none).
+    """
+
+    step: int
+    loss: float
+    current: Any = None
+
+
+OnStep = Callable[[StepInfo], None]
 
 
 @dataclass

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from advlab.attacks.llm.base import AttackBudget, AttackHelpers, AttackPrompt, LLMAttackResult, OnStep
+from advlab.attacks.llm.base import AttackBudget, AttackHelpers, AttackPrompt, LLMAttackResult, OnStep, StepInfo
 from advlab.attacks.llm.common import (
     IGNORE_INDEX,
     embedding_matrix,
@@ -116,15 +116,16 @@ def embedding_attack_delta(
     *,
     slot_positions: torch.Tensor | None = None,
     stop_check: Callable[[int, torch.Tensor], bool] | None = None,
-    on_eval: Callable[[int, list[float]], None] | None = None,
+    on_eval: Callable[[int, list[float], torch.Tensor], None] | None = None,
 ) -> DeltaResult:
     """Find δ for a batch: ``inputs_embeds`` [B, L, d], ``attention_mask`` [B, L], ``perturb_mask``
     [B, L] (True where δ may be non-zero), ``labels`` [B, L] (token ids at target positions, −100
     elsewhere, HF convention). Universal mode needs ``slot_positions`` [B, S]. The model weights get
     no gradient; only the target-position logits are computed. ``stop_check(step, best_delta)`` is
     called after each evaluation; True stops the attack (its own cost is the caller's).
-    ``on_eval(step, row_losses)`` is called at every evaluation, as it happens: step 0 is the clean
-    input, step s the input after s updates (the last one included)."""
+    ``on_eval(step, row_losses, embeds)`` is called at every evaluation, as it happens, with the evaluated
+    input e + δ [B, L, d] (detached): step 0 is the clean input, step s the input after s updates (the last
+    one included)."""
     cfg = config
     b, length, d = inputs_embeds.shape
     dev = inputs_embeds.device
@@ -160,8 +161,9 @@ def embedding_attack_delta(
     fwd = bwd = steps_done = 0
     for step in range(cfg.steps + 1):
         full = full_delta(delta)
+        current = base + full.to(base.dtype)
         out = model(
-            inputs_embeds=base + full.to(base.dtype),
+            inputs_embeds=current,
             attention_mask=attention_mask.to(dev),
             position_ids=pos_ids,
             logits_to_keep=keep,
@@ -174,7 +176,7 @@ def embedding_attack_delta(
         match = ((logits.argmax(-1) == tgt) | ~tmask).all(-1)
         history.append(rows.detach().cpu().tolist())
         if on_eval is not None:
-            on_eval(step, history[-1])
+            on_eval(step, history[-1], current.detach())
         with torch.no_grad():
             frozen = success.clone()
             if cfg.universal:
@@ -252,7 +254,7 @@ def run_embedding_attack(
     segments: PromptSegments | Sequence[PromptSegments],
     config: EmbeddingAttackConfig | None = None,
     *,
-    on_step: Callable[[int, float], None] | None = None,
+    on_step: OnStep | None = None,
     stop_check: Callable[[int, list[torch.Tensor]], bool] | None = None,
 ) -> list[LLMAttackResult]:
     """Attack one or several behaviours in one padded batch; one result per behaviour.
@@ -260,9 +262,10 @@ def run_embedding_attack(
     Each result's ``adv_embeds`` [1, T_prompt, d] are the perturbed prompt embeddings (the target is
     not part of them); generate the completion from them with ``common.greedy_generate``.
     ``stop_check(step, adv_embeds_per_behaviour)`` is called after each step; True stops the attack.
-    ``on_step(step, loss)`` is called live at every evaluation (step 0 = the clean prompt, then after each
-    update, the last included; ``len(loss_history)`` calls in all) with the mean loss over the batch's rows
-    (in universal mode: the shared objective).
+    ``on_step(StepInfo(step, loss, embeds))`` is called live at every evaluation (step 0 = the clean prompt,
+    then after each update, the last included; ``len(loss_history)`` calls in all) with the mean loss over the
+    batch's rows (in universal mode: the shared objective) and the evaluated input embeddings [B, L, d] (the
+    left-padded batch, target included: the current iterate, not the best δ).
     """
     cfg = config or EmbeddingAttackConfig()
     segs = list(segments) if isinstance(segments, (list, tuple)) else [segments]
@@ -314,7 +317,9 @@ def run_embedding_attack(
         cfg,
         slot_positions=torch.as_tensor(slot_pos, device=dev) if cfg.universal else None,
         stop_check=check,
-        on_eval=None if on_step is None else (lambda step, rows: on_step(step, float(sum(rows) / len(rows)))),
+        on_eval=None if on_step is None else (
+            lambda step, rows, current: on_step(StepInfo(step, float(sum(rows) / len(rows)), current))
+        ),
     )
     advs = prompt_embeds(res.delta)
     out = []

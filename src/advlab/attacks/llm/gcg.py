@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from advlab.attacks.llm.base import AttackHelpers, AttackPrompt, LLMAttackResult, OnStep
+from advlab.attacks.llm.base import AttackHelpers, AttackPrompt, LLMAttackResult, OnStep, StepInfo
 from advlab.attacks.llm.common import disallowed_token_mask, embedding_matrix
 from advlab.attacks.llm.gcg_candidates import CandidateBuffer, RetokenizationFilter, allowed_rows, sample_candidates
 from advlab.attacks.llm.gcg_objective import MultiPromptObjective, prompt_with_slot
@@ -110,7 +110,8 @@ def run_gcg(
     """Optimise the slot of ``segments`` (one, or several for a universal suffix) against ``model``
     (one, or several for transfer). Returns the best slot found and the budget spent.
 
-    ``on_step(step, loss)`` after every step; ``stop_check(step, best_slot_ids) -> bool`` too (True stops
+    ``on_step(StepInfo(step, loss, current))`` after every step, ``current`` the slot ids the next step starts
+    from; ``stop_check(step, best_slot_ids) -> bool`` too (True stops
     the attack, e.g. HarmBench's "generate and look for a refusal"; its cost is the caller's)."""
     cfg = config or GCGConfig()
     models = list(model) if isinstance(model, (list, tuple)) else [model]
@@ -151,7 +152,7 @@ def run_gcg(
         if cands.shape[0] == 0:  # nothing survived: keep the current slot this step
             history.append(history[-1] if history else init_loss)
             if on_step:
-                on_step(step, history[-1])
+                on_step(StepInfo(step, history[-1], current.clone()))
             continue
         # 4. exact loss of every candidate, 5. move to the best (or the best of the buffer)
         losses, matches = objective.losses(cands)
@@ -166,7 +167,7 @@ def run_gcg(
         if step_loss < best_loss:
             best_loss, best_ids = step_loss, cands[i].clone()
         if on_step:
-            on_step(step, step_loss)
+            on_step(StepInfo(step, step_loss, current.clone()))
         if cfg.early_stop and bool(matches[i]):
             best_loss, best_ids = step_loss, cands[i].clone()
             early = True

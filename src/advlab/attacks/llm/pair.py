@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from advlab.attacks.llm.base import AttackBudget, AttackHelpers, AttackPrompt, LLMAttackResult, OnStep
+from advlab.attacks.llm.base import AttackBudget, AttackHelpers, AttackPrompt, LLMAttackResult, OnStep, StepInfo
 from advlab.data.behavior_record import Behavior
 from advlab.errors import ConfigError
 from advlab.judges.rating import MAX_RATING, MIN_RATING, RatingJudge, escape_for_prompt
@@ -186,7 +186,7 @@ def run_pair(
     on_step: OnStep | None = None,
 ) -> LLMAttackResult:
     """Run PAIR against ``target`` for one behaviour (see the module docstring for the result's meaning).
-    ``on_step(round, loss_history[-1])`` is called after every round (1-based).
+    ``on_step(StepInfo(round, loss_history[-1], prompts))`` is called after every round (1-based).
 
     Also accepts the local-model convention of the other attacks, ``run_pair(model, tokenizer,
     behavior, config, formatter=...)``, which it hands to :func:`run_pair_local`.
@@ -269,7 +269,7 @@ def run_pair(
                 )
                 convs[s] = _trim(convs[s], cfg.keep_last_n)
             if on_step is not None:
-                on_step(it + 1, loss_history[-1])
+                on_step(StepInfo(it + 1, loss_history[-1], [q or "" for q in prompts]))
             continue
 
         # 2. target replies (single turn: the adversarial prompt replaces the request)
@@ -317,7 +317,7 @@ def run_pair(
             )
             convs[s] = _trim(convs[s], cfg.keep_last_n)
         if on_step is not None:
-            on_step(it + 1, loss_history[-1])
+            on_step(StepInfo(it + 1, loss_history[-1], [q or "" for q in prompts]))
         if max(ratings) >= cfg.success_rating:
             success = True
             if cfg.early_stop:
