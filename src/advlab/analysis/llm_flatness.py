@@ -160,7 +160,7 @@ def segments_flatness(model: nn.Module, segments, slot: Sequence[int] | None = N
     seg = segments.with_slot(list(slot)) if slot is not None else segments
     if not seg.target:
         raise ConfigError("the prompt has no target tokens; give the behaviour a target string")
-    dev = next(model.parameters()).device
+    dev = model_device(model)
     ids = torch.tensor(seg.input_ids, device=dev)[None]
     start, end = seg.target_range
     return llm_flatness(model, ids, list(range(start, end)), layer=layer)

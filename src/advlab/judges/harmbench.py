@@ -24,7 +24,8 @@ from advlab.errors import ConfigError, ModelError
 from advlab.judges.base import Verdict
 from advlab.judges.escape import escape_model_text, special_token_count
 from advlab.models.chat import load_chat_model
-from advlab.models.generation import left_pad, model_device, position_ids_from_mask
+from advlab.models.generation import left_pad, position_ids_from_mask
+from advlab.torchutil import model_device
 
 _RULES = """---
 Rules:

@@ -29,8 +29,9 @@ from advlab.models.chat_api import (
     derive_seed,
     validate_messages,
 )
-from advlab.models.generation import greedy_generate, left_pad, model_device, pad_id_of, stop_token_ids
+from advlab.models.generation import greedy_generate, left_pad, pad_id_of, stop_token_ids
 from advlab.models.http_backend import NamedBackend, OpenAIChatBackend, chat_completions_url
+from advlab.torchutil import model_device
 
 __all__ = [
     "ROLES",

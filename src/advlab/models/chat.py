@@ -19,7 +19,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from advlab.errors import ConfigError, ModelError
-from advlab.models.generation import greedy_generate, model_device, stop_token_ids
+from advlab.models.generation import greedy_generate, stop_token_ids
+from advlab.torchutil import model_device
 from advlab.utils import resolve_device
 
 DTYPES = {

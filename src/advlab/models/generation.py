@@ -19,11 +19,7 @@ import torch
 from transformers import DynamicCache
 
 from advlab.models.formatting import assistant_turn_parts
-
-
-def model_device(model: Any) -> torch.device:
-    """The device of a model's (first) parameters."""
-    return next(model.parameters()).device
+from advlab.torchutil import model_device
 
 
 def embedding_matrix(model: Any) -> torch.Tensor:

@@ -45,13 +45,14 @@ from advlab.attacks.llm.autodan_operators import (
     synonym_mutation,
 )
 from advlab.attacks.llm.base import AttackBudget, AttackHelpers, AttackPrompt, LLMAttackResult, OnStep, StepInfo
-from advlab.attacks.llm.common import AdaptiveChunker, left_pad, model_device, target_logits, target_loss_from_logits
+from advlab.attacks.llm.common import AdaptiveChunker, left_pad, target_logits, target_loss_from_logits
 from advlab.attacks.llm.prototypes import PROTOTYPES
 from advlab.data.behavior_record import Behavior
 from advlab.errors import ConfigError
 from advlab.models.chat_api import derive_seed
 from advlab.models.formatting import ChatFormatter
 from advlab.models.generation import greedy_generate, pad_id_of, stop_token_ids
+from advlab.torchutil import model_device
 
 __all__ = [
     "AutoDANConfig",

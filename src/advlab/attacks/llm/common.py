@@ -32,11 +32,11 @@ from advlab.models.generation import (
     embedding_matrix,
     greedy_generate,
     left_pad,
-    model_device,
     pad_id_of,
     position_ids_from_mask,
     stop_token_ids,
 )
+from advlab.torchutil import model_device
 
 __all__ = [
     "IGNORE_INDEX",
@@ -50,7 +50,6 @@ __all__ = [
     "is_oom",
     "left_pad",
     "mellowmax",
-    "model_device",
     "pad_id_of",
     "position_ids_from_mask",
     "stop_token_ids",

@@ -30,12 +30,12 @@ from advlab.attacks.llm.common import (
     IGNORE_INDEX,
     embedding_matrix,
     left_pad,
-    model_device,
     pad_id_of,
     position_ids_from_mask,
 )
 from advlab.errors import ConfigError, require
 from advlab.models.segments import PromptSegments
+from advlab.torchutil import model_device
 
 DEFAULT_SUFFIX = " ".join(["x"] * 20)
 

@@ -25,13 +25,13 @@ from advlab.attacks.llm.common import (
     batch_target_loss,
     compute_prefix_cache,
     embedding_matrix,
-    model_device,
     target_logits,
     target_loss_from_logits,
     to_ids_tensor,
 )
 from advlab.attacks.llm.gcg_candidates import one_hot_gradient
 from advlab.models.segments import PromptSegments
+from advlab.torchutil import model_device
 
 
 @dataclass
