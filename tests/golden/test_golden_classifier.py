@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from golden_compare import compare_golden
 
 from advlab.data.images import load_image_split
 from advlab.models.classifiers import build_classifier, save_classifier
@@ -58,25 +58,6 @@ def _clean(x, models_dir: str):
     if isinstance(x, str):
         return x.replace(models_dir, "MODELS")  # the models' temporary directory
     return x
-
-
-def _compare(got, want, where="$"):
-    if isinstance(want, dict):
-        assert isinstance(got, dict) and sorted(got) == sorted(want), f"{where}: keys {sorted(got)} != {sorted(want)}"
-        for k in want:
-            _compare(got[k], want[k], f"{where}.{k}")
-    elif isinstance(want, list):
-        assert isinstance(got, list) and len(got) == len(want), f"{where}: length {len(got)} != {len(want)}"
-        for i, (g, w) in enumerate(zip(got, want)):
-            _compare(g, w, f"{where}[{i}]")
-    elif isinstance(want, float):
-        assert isinstance(got, (int, float)) and not isinstance(got, bool), f"{where}: {got!r} is not a number"
-        if math.isnan(want):
-            assert math.isnan(got), f"{where}: {got} != nan"
-        else:
-            assert got == pytest.approx(want, rel=1e-5, abs=1e-6), f"{where}: {got} != {want}"
-    else:
-        assert got == want, f"{where}: {got!r} != {want!r}"
 
 
 def _train(path: Path, seed: int, hidden: int, loss, epochs: int) -> Path:
@@ -135,4 +116,4 @@ def test_golden(name, models, advlab, tmp_path):
         return
     want = json.loads(path.read_text(encoding="utf-8"))
     assert got["weights"] == want["weights"], "the golden models changed (training code edited): re-record"
-    _compare(got, want)
+    compare_golden(got, want, abs_tol=1e-6)

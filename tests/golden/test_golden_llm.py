@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from pathlib import Path
 
 import pytest
+from golden_compare import compare_golden
 
 from advlab.pipelines.attack_llm import AttackLLMConfig, run_attack_llm
 from advlab.pipelines.eval_llm import EvalLLMConfig, run_eval_llm
@@ -42,25 +42,6 @@ def _clean(x):
     return x
 
 
-def _compare(got, want, where="$"):
-    if isinstance(want, dict):
-        assert isinstance(got, dict) and sorted(got) == sorted(want), f"{where}: keys {sorted(got)} != {sorted(want)}"
-        for k in want:
-            _compare(got[k], want[k], f"{where}.{k}")
-    elif isinstance(want, list):
-        assert isinstance(got, list) and len(got) == len(want), f"{where}: length {len(got)} != {len(want)}"
-        for i, (g, w) in enumerate(zip(got, want)):
-            _compare(g, w, f"{where}[{i}]")
-    elif isinstance(want, float) and not isinstance(want, bool):
-        assert isinstance(got, (int, float)), f"{where}: {got!r} is not a number"
-        if math.isnan(want):
-            assert math.isnan(got), f"{where}: {got} != nan"
-        else:
-            assert got == pytest.approx(want, rel=1e-5, abs=1e-5), f"{where}: {got} != {want}"
-    else:
-        assert got == want, f"{where}: {got!r} != {want!r}"
-
-
 def _weights_hash(gym_dir: Path) -> str:
     return hashlib.sha256((Path(gym_dir) / "model.safetensors").read_bytes()).hexdigest()[:16]
 
@@ -77,7 +58,7 @@ def _check(name: str, out: Path, metrics: dict, gym_dir: Path) -> None:
         "the quick gym's weights changed (models/zoo* or data/gym* edited): the goldens describe another model; "
         "re-record them from the commit before the change, see the module docstring"
     )
-    _compare(got, want)
+    compare_golden(got, want, abs_tol=1e-5)
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
