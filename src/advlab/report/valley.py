@@ -42,8 +42,8 @@ def _aligned_panel(ax, records: Sequence[dict[str, Any]], key: str, label: str, 
     a = align_at_flip(records, key)
     if not a["offset"]:
         return False
-    n_max = max(a["count"])
-    keep = [i for i, c in enumerate(a["count"]) if c >= max(2, n_max // 4)]  # offsets most examples reach
+    n_max = max(a["count"])  # keep the offsets most examples reach (all of them when no offset has 2)
+    keep = [i for i, c in enumerate(a["count"]) if c >= min(n_max, max(2, n_max // 4))]
     off = [a["offset"][i] for i in keep]
     mean = [a["mean"][i] for i in keep]
     lo = [a["q25"][i] for i in keep]
@@ -70,8 +70,12 @@ def valley_figures(run_dir: Path, manifest: Mapping, config: Mapping, records: S
     fig, axes = plt.subplots(2, 3, figsize=(13, 7))
     drawn = False
     for ax, (key, label) in zip(axes.flat, PANELS):
-        drawn |= _aligned_panel(ax, records, key, label)
-        if key in ("flatness", "trace", "phi_sq", "grad_norm"):
+        if not _aligned_panel(ax, records, key, label):
+            ax.text(0.5, 0.5, f"no {key} values in flipped examples", ha="center", va="center",
+                    transform=ax.transAxes)
+            continue
+        drawn = True
+        if key in ("flatness", "trace", "phi_sq", "grad_norm") and ax.dataLim.ymax > 0:  # else: not log-scalable
             ax.set_yscale("log")
     if drawn:
         axes.flat[0].legend(fontsize=8)
