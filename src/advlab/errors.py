@@ -35,3 +35,11 @@ def require(condition: bool, message: str, kind: type[AdvlabError] = ConfigError
     """Raise ``kind(message)`` unless ``condition`` holds."""
     if not condition:
         raise kind(message)
+
+
+def require_positive_ints(config: object, names: tuple[str, ...], owner: str) -> None:
+    """ConfigError unless each field ``names`` of ``config`` is an integer (not a bool) >= 1."""
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{owner} {name} must be an integer >= 1; got {value!r}")

@@ -48,7 +48,7 @@ from advlab.attacks.llm.base import AttackBudget, AttackHelpers, AttackPrompt, L
 from advlab.attacks.llm.common import AdaptiveChunker, left_pad, target_logits, target_loss_from_logits
 from advlab.attacks.llm.prototypes import PROTOTYPES
 from advlab.data.behavior_record import Behavior
-from advlab.errors import ConfigError
+from advlab.errors import ConfigError, require_positive_ints
 from advlab.models.chat_api import derive_seed
 from advlab.models.formatting import ChatFormatter
 from advlab.models.generation import greedy_generate, pad_id_of, stop_token_ids
@@ -89,18 +89,8 @@ class AutoDANConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in (
-            "population_size",
-            "steps",
-            "num_points",
-            "patience",
-            "check_every",
-            "batch_size",
-            "rephrase_max_new_tokens",
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"AutoDAN {name} must be an integer >= 1; got {value!r}")
+        require_positive_ints(self, ("population_size", "steps", "num_points", "patience",
+                                     "check_every", "batch_size", "rephrase_max_new_tokens"), "AutoDAN")
         if self.population_size < 2:
             raise ConfigError(f"AutoDAN population_size must be >= 2; got {self.population_size}")
         for name in ("elite_fraction", "crossover_rate", "mutation_rate", "word_swap_prob"):

@@ -37,7 +37,7 @@ from typing import Any
 
 from advlab.attacks.llm.base import AttackBudget, AttackHelpers, AttackPrompt, LLMAttackResult, OnStep, StepInfo
 from advlab.data.behavior_record import Behavior
-from advlab.errors import ConfigError
+from advlab.errors import ConfigError, require_positive_ints
 from advlab.judges.rating import MAX_RATING, MIN_RATING, RatingJudge, escape_for_prompt
 from advlab.models.backends import ChatBackend, HFChatBackend, chat_many, derive_seed
 
@@ -95,18 +95,8 @@ class PAIRConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in (
-            "n_streams",
-            "n_iterations",
-            "keep_last_n",
-            "target_max_new_tokens",
-            "attacker_max_new_tokens",
-            "judge_max_new_tokens",
-            "max_attack_attempts",
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"PAIR {name} must be an integer >= 1; got {value!r}")
+        require_positive_ints(self, ("n_streams", "n_iterations", "keep_last_n", "target_max_new_tokens",
+                                     "attacker_max_new_tokens", "judge_max_new_tokens", "max_attack_attempts"), "PAIR")
         if not MIN_RATING <= self.success_rating <= MAX_RATING:
             raise ConfigError(f"PAIR success_rating must be in 1..10; got {self.success_rating}")
         for name in ("attacker_temperature", "target_temperature"):
