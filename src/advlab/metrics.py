@@ -6,6 +6,7 @@ exception or a division by zero (callers report it as "no items").
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -73,3 +74,22 @@ def pdr(perf_triggered: float, perf_clean: float) -> float:
     if perf_clean == 0:
         return float("nan")
     return 1.0 - perf_triggered / perf_clean
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (Wilson 1927; Newcombe 1998, method 3).
+
+    With p̂ = k/n: centre (p̂ + z²/2n) / (1 + z²/n), half-width z·sqrt(p̂(1-p̂)/n + z²/4n²) / (1 + z²/n);
+    z = 1.96 gives the 95 % interval. Unlike p̂ ± z·sqrt(p̂(1-p̂)/n) it stays inside [0, 1] and is not
+    empty at k = 0 or k = n, which matters for rates over a dozen behaviours. ``n = 0`` gives (nan, nan).
+    """
+    if n <= 0:
+        return float("nan"), float("nan")
+    if not 0 <= successes <= n:
+        raise ValueError(f"wilson_interval: successes {successes} not in [0, {n}]")
+    p = successes / n
+    z2 = z * z
+    denom = 1 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)

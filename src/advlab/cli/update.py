@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from advlab.cli.common import DeviceOpt, SeedOpt, argv, done, info, out_option
+from advlab.cli.options import eps_option, fill, parse_eps
 
 OldOpt = typer.Option(
     ..., "--old", help="Directory of the old (deployed) classifier, as written by `advlab train classifier`."
@@ -18,7 +19,7 @@ NewOpt = typer.Option(
 DataOpt = typer.Option(
     "digits", "--data", help="Data set both models were trained on (as in `advlab train classifier --data`)."
 )
-EpsOpt = typer.Option(0.1, "--eps", help="Radius of the evaluation attack on the [0, 1] input scale.")
+EpsOpt = eps_option(0.1, "Radius of the evaluation attack on the [0, 1] input scale.")
 NormOpt = typer.Option("linf", "--norm", help="Threat model of the evaluation attack: linf or l2.")
 AttackOpt = typer.Option(
     "apgd",
@@ -66,7 +67,7 @@ def check_update(
     new: Path = NewOpt,
     data: str = DataOpt,
     split: str = typer.Option("test", "--split", help="Data split to measure on: train, val or test."),
-    eps: float = EpsOpt,
+    eps: str = EpsOpt,
     norm: str = NormOpt,
     attack: str = AttackOpt,
     steps: int = StepsOpt,
@@ -87,13 +88,12 @@ def check_update(
       advlab check-update --old runs/model_a --new runs/model_b --data digits \\
           --out runs/check
     """
+    opts = dict(locals())
     from advlab.pipelines.update import CheckConfig, run_check_update
     from advlab.utils import resolve_device
 
-    cfg = CheckConfig(data=data, split=split, eps=eps, norm=norm, attack=attack, steps=steps,
-                      batch_size=batch_size, limit=limit, seed=seed)  # fmt: skip
-    dev = resolve_device(device)
-    m = run_check_update(old, new, out, cfg, dev, argv=argv())
+    cfg = fill(CheckConfig, opts, convert={"eps": parse_eps})
+    m = run_check_update(old, new, out, cfg, resolve_device(device), argv=argv())
     _print_metrics(m)
     done(out, "update check")
 
@@ -128,13 +128,11 @@ def update_classifier(
     train_attack: str = typer.Option(
         "fgsm", "--train-attack", help="Attack that builds the training examples: fgsm (random start) or pgd."
     ),
-    train_eps: float = typer.Option(
-        0.1, "--train-eps", help="Radius of the training attack on the [0, 1] input scale."
-    ),
+    train_eps: str = eps_option(0.1, "Radius of the training attack on the [0, 1] input scale.", name="--train-eps"),
     train_steps: int = typer.Option(
         10, "--train-steps", help="Steps of the training attack (pgd only; fgsm takes one)."
     ),
-    eps: float = EpsOpt,
+    eps: str = EpsOpt,
     norm: str = NormOpt,
     attack: str = AttackOpt,
     steps: int = StepsOpt,
@@ -157,15 +155,14 @@ def update_classifier(
       advlab update classifier --old runs/model_a --new runs/model_b \\
           --method rcat --out runs/upd
     """
+    opts = dict(locals())
     from advlab.pipelines.update import CheckConfig, UpdateConfig, run_update
     from advlab.utils import resolve_device
 
-    check = CheckConfig(data=data, eps=eps, norm=norm, attack=attack, steps=steps, limit=limit, seed=seed)
-    cfg = UpdateConfig(method=method, data=data, alpha=alpha, beta=beta, epochs=epochs, batch_size=batch_size,
-                       lr=lr, optimizer=optimizer, train_attack=train_attack, train_eps=train_eps,
-                       train_steps=train_steps, check=check, val_limit=val_limit, seed=seed)  # fmt: skip
-    dev = resolve_device(device)
-    m = run_update(old, new, out, cfg, dev, argv=argv())
+    # the evaluation attack's batch is CheckConfig's own default, not the fine-tuning --batch-size
+    check = fill(CheckConfig, opts, convert={"eps": parse_eps}, skip=("batch_size",))
+    cfg = fill(UpdateConfig, opts, convert={"train_eps": parse_eps}, check=check)
+    m = run_update(old, new, out, cfg, resolve_device(device), argv=argv())
     _print_table(m["table"], f"update with {method} (test data, vs the old model)")
     _print_metrics(m)
     done(out, "updated model")
@@ -190,11 +187,11 @@ def reproduce_rcat(
     Example:
       advlab reproduce rcat --out runs/rcat
     """
+    opts = dict(locals())
     from advlab.pipelines.update import rcat_recipe
     from advlab.utils import resolve_device
 
-    dev = resolve_device(device)
-    m = rcat_recipe(out, quick=quick, seed=seed, device=dev, argv=argv())
+    m = fill(rcat_recipe, opts, device=resolve_device(device), argv=argv())
     for pair in dict.fromkeys(r["pair"] for r in m["table"]):
         rows = [r for r in m["table"] if r["pair"] == pair and (r.get("role") == "new" or r.get("selected"))]
         _print_table(rows, f"{pair}: new model and each method's selection")

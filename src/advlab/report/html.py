@@ -26,6 +26,12 @@ FIGURE_MAKERS: dict[str, str] = {
     "update-classifier": "advlab.report.update:update_figures",
 }
 
+# job name -> "module:function" that writes the whole page instead of the generic report:
+# fn(run_dir, manifest, config, records, metrics, css) -> str
+PAGES: dict[str, str] = {
+    "demo": "advlab.report.demo:demo_page",
+}
+
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;
 color:#222;padding:0 1rem}
@@ -95,6 +101,13 @@ def write_report(run_dir: str | Path, redraw: bool = True) -> Path:
     if redraw:
         make_figures(run_dir)
     manifest, config, records, metrics = load_run(run_dir)
+    out = run_dir / "report.html"
+    page = PAGES.get(manifest.get("job", ""))
+    if page:
+        module_name, fn_name = page.split(":")
+        fn = getattr(importlib.import_module(module_name), fn_name)
+        atomic_write_text(out, fn(run_dir, manifest, config, records, metrics, _CSS))
+        return out
     status = manifest.get("status", "?")
     status_cls = "ok" if status == "done" else "bad"
     parts = [
@@ -132,7 +145,6 @@ def write_report(run_dir: str | Path, redraw: bool = True) -> Path:
         )
     )
     parts.append("</body></html>")
-    out = run_dir / "report.html"
     atomic_write_text(out, "\n".join(parts))
     return out
 
