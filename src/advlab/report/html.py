@@ -44,11 +44,22 @@ pre{white-space:pre-wrap;background:#f8f8f8;padding:.4rem;margin:0;font-size:.8r
 """
 
 
+def _rounded(v: Any) -> Any:
+    """``v`` with every float rounded to 4 significant digits (for display; metrics.json keeps all)."""
+    if isinstance(v, float):
+        return float(f"{v:.4g}")
+    if isinstance(v, dict):
+        return {k: _rounded(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_rounded(x) for x in v]
+    return v
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     if isinstance(v, (dict, list)):
-        s = json.dumps(v, ensure_ascii=False)
+        s = json.dumps(_rounded(v), ensure_ascii=False)
         return s if len(s) < 300 else s[:300] + " …"
     return str(v)
 
@@ -117,6 +128,9 @@ def write_report(run_dir: str | Path, redraw: bool = True) -> Path:
         f"<p class='muted'>{html.escape(str(run_dir))} · status <span class='{status_cls}'>{html.escape(status)}</span>"
         f" · started {html.escape(str(manifest.get('started')))} · ended {html.escape(str(manifest.get('ended')))}</p>",
     ]
+    lines = headline(manifest.get("job", ""), metrics)
+    if lines:
+        parts.append("<h2>Headline</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in lines) + "</ul>")
     if metrics:
         flat = [(k, v) for k, v in metrics.items() if not isinstance(v, (dict, list))]
         nested = [(k, v) for k, v in metrics.items() if isinstance(v, (dict, list))]
@@ -125,7 +139,8 @@ def write_report(run_dir: str | Path, redraw: bool = True) -> Path:
             if isinstance(v, dict) and all(not isinstance(x, (dict, list)) for x in v.values()):
                 parts.append(f"<h3>{html.escape(k)}</h3>" + _table(list(v.items())))
             else:
-                parts.append(f"<h3>{html.escape(k)}</h3><pre>{html.escape(json.dumps(v, indent=1)[:4000])}</pre>")
+                text = json.dumps(_rounded(v), indent=1, ensure_ascii=False)[:4000]
+                parts.append(f"<h3>{html.escape(k)}</h3><pre>{html.escape(text)}</pre>")
     figs = sorted((run_dir / "figures").glob("*.png")) if (run_dir / "figures").exists() else []
     if figs:
         parts.append("<h2>Figures</h2>")
@@ -147,6 +162,27 @@ def write_report(run_dir: str | Path, redraw: bool = True) -> Path:
     parts.append("</body></html>")
     atomic_write_text(out, "\n".join(parts))
     return out
+
+
+def headline(job: str, metrics: dict[str, Any]) -> list[str]:
+    """The rates a reader looks for first, each with its 95 % Wilson interval; judges named by what they count."""
+    from advlab.report.format import judge_label, rate_of
+
+    if job == "attack-llm":
+        default = metrics.get("default_judge")
+        return [f"{judge_label(j)}{' (the run’s asr)' if j == default else ''}: {rate_of(v, metrics.get('n'))}"
+                for j, v in (metrics.get("asr_by_judge") or {}).items()]
+    if job == "eval-llm":
+        rows = (("harmful requests refused", "refusal_rate", "n_harmful"), ("utility (tasks answered exactly)",
+                "utility", "n_task"), ("over-refusal (harmless requests refused)", "over_refusal", "n_harmless"))
+        return [f"{label}: {rate_of(metrics.get(k), metrics.get(n))}" for label, k, n in rows
+                if metrics.get(k) is not None]
+    if job in ("check-update", "update-classifier") and "nfr" in metrics:
+        n = metrics.get("n")
+        return [f"{label}: {rate_of(metrics.get(k), n)}" for k, label in
+                (("nfr", "NFR"), ("rnfr", "RNFR"), ("s_nfr", "S-NFR"), ("new_robust_accuracy", "new robust accuracy"))
+                if metrics.get(k) is not None]
+    return []
 
 
 def _flatten_cfg(d: Any, prefix: str = "") -> dict[str, Any]:
