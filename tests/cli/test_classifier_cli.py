@@ -150,8 +150,8 @@ def _invoke_error(*args):
 @pytest.mark.parametrize(
     "args, match",
     [
-        (["--eps", "-0.1"], "must be a finite number >= 0"),
-        (["--eps", "abc"], "is not a number"),
+        (["--eps", "-0.1"], "a radius must be >= 0"),
+        (["--eps", "abc"], "is not a radius; pass a number or a fraction: 0.1, 8/255"),
         (["--steps", "0"], "must be an integer >= 1"),
         (["--method", "cw"], "unknown attack method"),
         (["--norm", "l1"], "unknown norm"),

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from advlab.cli.common import DeviceOpt, SeedOpt, argv, done, info, out_option
-from advlab.cli.options import eps_option, fill, parse_eps
+from advlab.cli.options import eps_option, fill, parse_eps, radius
 
 ModelOpt = typer.Option(..., "--model", "-m", help="A classifier directory written by `advlab train classifier`.")
 DataOpt = typer.Option(
@@ -44,7 +44,8 @@ def flatness(
     Records per example: kappa, trace_variant (‖W‖²·Tr H), trace (Tr H), phi_sq (‖φ‖²), confidence.
 
     Example:
-      advlab analyze flatness --model runs/cnn --data digits --out runs/flat
+      advlab analyze flatness --model runs/demo/models/cnn-standard \\
+          --data digits --out runs/flat
     """
     opts = dict(locals())
     from advlab.analysis.jobs import run_flatness_job
@@ -113,7 +114,8 @@ def valley(
     whether κ rises before the flip and falls after it; figures align curves at each example's flip.
 
     Example:
-      advlab analyze valley --model runs/cnn --data digits --out runs/valley
+      advlab analyze valley --model runs/demo/models/cnn-standard \\
+          --data digits --out runs/valley
     """
     opts = dict(locals())
     from advlab.analysis.jobs import run_valley_job
@@ -165,7 +167,8 @@ def hessian(
     """Hessian trace (Hutchinson, with standard error) and top eigenvalues of the mean loss per parameter group.
 
     Example:
-      advlab analyze hessian --model runs/cnn --layer fc --layer all \\
+      advlab analyze hessian --model runs/demo/models/cnn-standard \\
+          --layer fc --layer all \\
           --out runs/hessian
     """
     opts = dict(locals())
@@ -214,7 +217,7 @@ def reproduce_valley(
     from advlab.pipelines.valley import reproduce_valley as run
     from advlab.utils import resolve_device
 
-    cfg = fill(ReproduceValleyConfig, opts, convert={"train_eps": parse_eps}, valley=_valley_config(opts))
+    cfg = fill(ReproduceValleyConfig, opts, convert={"train_eps": radius("--train-eps")}, valley=_valley_config(opts))
     m = fill(run, opts, cfg=cfg, device=resolve_device(device), argv=argv())
     comp = m["comparison"]
     for key in (
@@ -269,7 +272,8 @@ def llm_valley(
     and flip_step (first flipped step, null if none).
 
     Example:
-      advlab analyze llm-valley --model models/gym --method gcg \\
+      advlab analyze llm-valley --model "$(advlab zoo path safety-gym)" \\
+          --method gcg \\
           --behaviors builtin:gym-harmful-test --out runs/llm-valley
     """
     opts = dict(locals())

@@ -129,11 +129,14 @@ def attack_llm(
     judge_model: str = typer.Option(
         None,
         "--judge-model",
-        help="Model directory of the harmbench judge (needed with --judge harmbench).",
+        help="Model directory of the harmbench judge (needed with --judge harmbench; default: none).",
         rich_help_panel=JUDGING_PANEL,
     ),
     system_prompt: str = typer.Option(
-        None, "--system-prompt", help="System prompt for the chat template.", rich_help_panel=JUDGING_PANEL
+        None,
+        "--system-prompt",
+        help="System prompt for the chat template (default: none, or the template's own).",
+        rich_help_panel=JUDGING_PANEL,
     ),
     universal: bool = typer.Option(
         False,
@@ -147,7 +150,7 @@ def attack_llm(
         None,
         "--transfer-model",
         help="GCG: also optimise the suffix on this model (summed loss), for suffixes that transfer; repeat "
-        "for several. It must share --model's tokenizer. Completions and judges still use --model.",
+        "for several (default: none). It must share --model's tokenizer. Completions and judges still use --model.",
         rich_help_panel=GCG_PANEL,
     ),
     n_streams: int = typer.Option(
@@ -173,7 +176,7 @@ def attack_llm(
         None,
         "--attacker-model",
         help="PAIR: the attacker. With --attacker-url: the model name the endpoint serves; alone: a local "
-        "model directory or hub id.",
+        "model directory or hub id (default: the attacked model).",
         rich_help_panel=HELPERS_PANEL,
     ),
     rating_judge_url: str = typer.Option(
@@ -188,7 +191,7 @@ def attack_llm(
         None,
         "--rating-judge-model",
         help="PAIR: the rating judge. With --rating-judge-url: the served model name; alone: a local model "
-        "directory or hub id.",
+        "directory or hub id (default: the attacked model).",
         rich_help_panel=HELPERS_PANEL,
     ),
     rephraser_url: str = typer.Option(
@@ -202,7 +205,7 @@ def attack_llm(
         None,
         "--rephraser-model",
         help="AutoDAN: the rephrasing LLM. With --rephraser-url: the served model name; alone: a local model "
-        "directory or hub id.",
+        "directory or hub id (default: none, synonym substitution).",
         rich_help_panel=HELPERS_PANEL,
     ),
     api_key_env: str = typer.Option(
@@ -255,11 +258,12 @@ def attack_llm(
     named by --api-key-env); by default PAIR's attacker and judge are the attacked model itself.
 
     Examples:
-      advlab attack llm --method gcg --model models/gym --limit 10 --steps 50 \\
+      GYM="$(advlab zoo path safety-gym)"
+      advlab attack llm --method gcg --model "$GYM" --limit 10 --steps 50 \\
           --out runs/gcg
-      advlab attack llm --method gcg --universal --model models/gym --limit 10 \\
+      advlab attack llm --method gcg --universal --model "$GYM" --limit 10 \\
           --out runs/gcg-univ
-      advlab attack llm --method pair --model models/gym --out runs/pair \\
+      advlab attack llm --method pair --model "$GYM" --out runs/pair \\
           --attacker-url http://127.0.0.1:8000/v1 --attacker-model gym
     """
     opts = dict(locals())

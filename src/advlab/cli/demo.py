@@ -15,7 +15,9 @@ def demo(
     ),
     quick: bool = typer.Option(False, "--quick", help="Tiny budgets everywhere: a smoke test of about two minutes."),
     gym: Path = typer.Option(
-        None, "--gym", help="Use this chat model instead of the cached safety gym (built on first use)."
+        None,
+        "--gym",
+        help="Use this chat model instead of the cached safety gym (default: the gym, built on first use).",
     ),
     seed: int = SeedOpt,
     device: str = DeviceOpt,

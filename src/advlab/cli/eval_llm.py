@@ -57,7 +57,8 @@ def eval_llm(
     into --out. Re-running the same command resumes.
 
     Example:
-      advlab eval llm --model models/gym --out runs/eval-gym --limit 100
+      advlab eval llm --model "$(advlab zoo path safety-gym)" \\
+          --out runs/eval-gym --limit 100
     """
     opts = dict(locals())
     from advlab.pipelines.eval_llm import EvalLLMConfig, run_eval_llm

@@ -110,7 +110,7 @@ def run() -> None:
         from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="advlab")
     except NoArgsIsHelpError as exc:  # `advlab attack`: the group's help, as click prints it
         exc.show()
         sys.exit(exc.exit_code)

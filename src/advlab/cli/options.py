@@ -111,3 +111,8 @@ def eps_option(default: Any, help_text: str, *, name: str = "--eps", **kw: Any) 
     """A radius option: text parsed by :func:`parse_eps`, so every command takes the same forms."""
     text = [str(d) for d in default] if isinstance(default, list) else (None if default is None else str(default))
     return typer.Option(text, name, metavar="<eps>", help=f"{help_text} Forms: 0.1 or 8/255.", **kw)
+
+
+def radius(option: str = "--eps", *, unbounded: bool = False) -> Callable[[Any], float | None]:
+    """The :func:`parse_eps` of ``option`` (its errors name that option), as a ``fill(convert=...)`` value."""
+    return lambda text: parse_eps(text, option=option, unbounded=unbounded)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from advlab.cli.common import DeviceOpt, SeedOpt, argv, done, info, out_option
-from advlab.cli.options import eps_option, fill, parse_eps
+from advlab.cli.options import eps_option, fill, radius
 
 
 def train_classifier(
@@ -67,7 +67,7 @@ def train_classifier(
     from advlab.utils import resolve_device
 
     cfg = fill(TrainConfig, opts, rename={"model": "arch", "steps": "attack_steps"},
-               convert={"eps": parse_eps, "eval_eps": parse_eps})
+               convert={"eps": radius(), "eval_eps": radius("--eval-eps")})
     m = run_training(cfg, out, resolve_device(device), argv=argv())
     info(
         f"{cfg.method} {cfg.arch}: val clean accuracy {pct(m['val_clean_accuracy'])}, "

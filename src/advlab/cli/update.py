@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from advlab.cli.common import DeviceOpt, SeedOpt, argv, done, info, out_option
-from advlab.cli.options import eps_option, fill, parse_eps
+from advlab.cli.options import eps_option, fill, parse_eps, radius
 
 OldOpt = typer.Option(
     ..., "--old", help="Directory of the old (deployed) classifier, as written by `advlab train classifier`."
@@ -30,15 +30,19 @@ StepsOpt = typer.Option(50, "--steps", help="Iterations of the evaluation attack
 LimitOpt = typer.Option(None, "--limit", help="Use only the first N evaluation samples (default: all).")
 
 
-def _print_metrics(m: dict[str, Any]) -> None:
+def _print_metrics(m: dict[str, Any], keys: tuple[str, ...] = ("old_accuracy", "new_accuracy", "old_robust_accuracy",
+                   "new_robust_accuracy", "nfr", "pfr", "rnfr", "b_nfr", "s_nfr")) -> None:
     from rich.table import Table
 
-    t = Table(title="update vs old model (test data)")
-    for c in ("metric", "value"):
+    from advlab.metrics import wilson_interval
+
+    n = int(m.get("n") or 0)
+    t = Table(title=f"update vs old model (test data, n = {n})" if n else "update vs old model (test data)")
+    for c in ("metric", "value", "95 % Wilson interval"):
         t.add_column(c)
-    for k in ("old_accuracy", "new_accuracy", "old_robust_accuracy", "new_robust_accuracy",
-              "nfr", "pfr", "rnfr", "b_nfr", "s_nfr"):  # fmt: skip
-        t.add_row(k, f"{100 * m[k]:.2f} %")
+    for k in keys:
+        lo, hi = wilson_interval(int(round(m[k] * n)), n) if n else (float("nan"), float("nan"))
+        t.add_row(k, f"{100 * m[k]:.2f} %", f"{100 * lo:.1f}–{100 * hi:.1f} %" if n else "")
     info(t)
 
 
@@ -85,7 +89,8 @@ def check_update(
     (either), and both models' clean and robust accuracy; plus a flip-matrix figure and report.html.
 
     Example:
-      advlab check-update --old runs/model_a --new runs/model_b --data digits \\
+      advlab check-update --old runs/demo/models/mlp-pgd-at \\
+          --new runs/demo/models/cnn-pgd-at --data digits \\
           --out runs/check
     """
     opts = dict(locals())
@@ -119,7 +124,7 @@ def update_classifier(
         "--beta",
         help="Weight toward the old model on the samples it gets right; RCAT needs alpha + beta <= 1. "
         "Sweeps: RCAT (0.75, 0.2), (0.7, 0.2), (0.5, 0.4), (0.3, 0.6); PCT and PCT-AT alpha 1, beta 1, 2, 5 "
-        "or 10. Given only one of --alpha and --beta, the other is 0.5 / 0.4 (RCAT) or 1 (PCT).",
+        "or 10. Given only one of --alpha and --beta, the other is 0.5 / 0.4 (RCAT) or 1 (PCT). Default: the sweep.",
     ),  # fmt: skip
     epochs: int = typer.Option(10, "--epochs", help="Fine-tuning epochs per candidate (paper: 10)."),
     lr: float = typer.Option(1e-3, "--lr", help="Learning rate (paper: 0.001 with SGD, momentum 0.9)."),
@@ -152,7 +157,8 @@ def update_classifier(
     check-update for it against the old model, and a table of every candidate.
 
     Example:
-      advlab update classifier --old runs/model_a --new runs/model_b \\
+      advlab update classifier --old runs/demo/models/mlp-pgd-at \\
+          --new runs/demo/models/cnn-pgd-at \\
           --method rcat --out runs/upd
     """
     opts = dict(locals())
@@ -161,10 +167,11 @@ def update_classifier(
 
     # the evaluation attack's batch is CheckConfig's own default, not the fine-tuning --batch-size
     check = fill(CheckConfig, opts, convert={"eps": parse_eps}, skip=("batch_size",))
-    cfg = fill(UpdateConfig, opts, convert={"train_eps": parse_eps}, check=check)
+    cfg = fill(UpdateConfig, opts, convert={"train_eps": radius("--train-eps")}, check=check)
     m = run_update(old, new, out, cfg, resolve_device(device), argv=argv())
     _print_table(m["table"], f"update with {method} (test data, vs the old model)")
-    _print_metrics(m)
+    # the table above has the selected model's rates; add what it lacks, once
+    _print_metrics(m, ("old_accuracy", "old_robust_accuracy", "b_nfr"))
     done(out, "updated model")
 
 

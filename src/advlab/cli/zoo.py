@@ -29,19 +29,19 @@ def build(
         None,
         "--behaviors",
         help="Extra harmful behaviours to train refusals on: a file (AdvBench / HarmBench / "
-        "StrongREJECT / JSON) or builtin:NAME. Repeatable.",
+        "StrongREJECT / JSON) or builtin:NAME. Repeatable (default: none, the built-in tables only).",
     ),
     harmless: list[str] = typer.Option(
         None,
         "--harmless",
         help="Extra harmless instructions to train compliance on: a JSON / JSONL / TXT / CSV file (e.g. "
-        "harmless_train.json from the refusal_direction repository) or builtin:NAME. Repeatable.",
+        "harmless_train.json from the refusal_direction repository) or builtin:NAME. Repeatable (default: none).",
     ),
     exclude: list[str] = typer.Option(
         None,
         "--exclude",
         help="Behaviour files whose requests are never trained on (e.g. the HarmBench test split you "
-        "will evaluate on). Repeatable.",
+        "will evaluate on). Repeatable (default: none).",
     ),
     steps: int = typer.Option(None, "--steps", help="Number of optimiser steps (default: 2600, or 400 with --quick)."),
 ) -> None:
