@@ -244,4 +244,4 @@ def test_two_processes_report_once(tmp_path):
     assert err.count("standard mlp: val clean accuracy") == 1, err[-3000:]
     assert err.count("done: model and run written to") == 1, err[-3000:]
     m = json.loads((out / "metrics.json").read_text())
-    assert f"val clean accuracy {m['val_clean_accuracy']:.4f}" in err  # the printed summary is rank 0's metrics
+    assert f"val clean accuracy {100 * m['val_clean_accuracy']:.1f} %" in err  # the summary is rank 0's metrics

@@ -62,7 +62,6 @@ def train_classifier(
           --out runs/cnn-at
     """
     opts = dict(locals())
-    from advlab.report.format import pct
     from advlab.training.classifier import TrainConfig, run_training
     from advlab.utils import resolve_device
 
@@ -70,7 +69,7 @@ def train_classifier(
                convert={"eps": radius(), "eval_eps": radius("--eval-eps")})
     m = run_training(cfg, out, resolve_device(device), argv=argv())
     info(
-        f"{cfg.method} {cfg.arch}: val clean accuracy {pct(m['val_clean_accuracy'])}, "
-        f"val PGD accuracy {pct(m['val_robust_accuracy'])} at eps {m['eval_eps']:.3g}"
+        f"{cfg.method} {cfg.arch}: val clean accuracy {100 * m['val_clean_accuracy']:.1f} %, "
+        f"val PGD accuracy {100 * m['val_robust_accuracy']:.1f} % at eps {m['eval_eps']:.3g}"
     )
     done(Path(out), "model and run")
