@@ -243,9 +243,7 @@ def run_demo(
     config = {"seed": seed, "quick": quick, "gym": str(gym) if gym else None}
     if gym is None:
         quick_flag = " --quick" if quick else ""
-        echo("[0] safety gym: reusing the cached model, or building it the first time only (about 10 minutes "
-             f"on 2 cores; --quick about 1); the same as `{prog} zoo build safety-gym --out DIR{quick_flag}`")
-        gym = get_safety_gym(quick=quick, seed=seed, progress=True)
+        gym = get_safety_gym(quick=quick, seed=seed, progress=True, echo=lambda line: echo(f"[0] {line}"))
         echo(f"  gym: {gym}  (print it again with `{prog} zoo path safety-gym{quick_flag}`)")
     steps = demo_steps(out, gym, seed, device, quick)
     job = DemoJob(out, steps, config, seed, device, invoke, echo, prog)
