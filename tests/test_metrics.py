@@ -96,3 +96,10 @@ def test_wilson_interval_is_the_score_test_inversion(k, n):
 
 def test_wilson_interval_of_no_items_is_nan():
     assert all(math.isnan(v) for v in M.wilson_interval(0, 0))
+
+
+@pytest.mark.parametrize("n", [1, 3, 6, 10, 12, 13, 25, 360])
+def test_wilson_interval_ends_exactly_at_zero_and_one_rates(n):
+    assert M.wilson_interval(0, n)[0] == 0.0 and M.wilson_interval(n, n)[1] == 1.0
+    lo, hi = M.wilson_interval(n, n)
+    assert lo <= 1.0 <= hi

@@ -64,3 +64,16 @@ def test_demo_report_is_the_entry_page_with_each_step(tmp_path):
     assert "refused harmful 100 % [76–100 %], n = 12" in page
     assert "href='eval-llm/report.html'" in page and "advlab eval llm --x" in page
     assert "Safety gym &lt;eval&gt;" in page and "1 of 11 steps done" in page
+
+
+def test_figures_of_rates_of_zero_and_one(tmp_path):
+    """Every behaviour jailbroken by one judge and none by the other: bars and intervals at both ends."""
+    from advlab.report.llm import attack_figures, eval_figures
+
+    recs = [{"id": f"b{i}", "loss_history": [1.0, 0.5], "success": True,
+             "judges": {"compliance": {"jailbroken": True}, "refusal": {"jailbroken": False}}} for i in range(13)]
+    paths = attack_figures(tmp_path, {}, {"method": "gcg"}, recs, {"default_judge": "compliance"})
+    assert [p.name for p in paths] == ["attack_loss.png", "attack_asr.png"]
+    m = {"n_refused_harmful": 12, "n_harmful": 12, "n_correct_task": 0, "n_task": 6, "n_refused_harmless": 0,
+         "n_harmless": 25, "per_category": {"harmful/x": {"rate": 1.0, "n": 12}, "task/y": {"rate": 0.0, "n": 6}}}
+    assert [p.name for p in eval_figures(tmp_path, {}, {}, [], m)] == ["eval_rates.png", "eval_categories.png"]

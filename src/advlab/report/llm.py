@@ -25,7 +25,7 @@ def _wilson_err(k: int, n: int) -> tuple[float, float]:
 
     lo, hi = wilson_interval(k, n)
     r = k / n
-    return 100 * (r - lo), 100 * (hi - r)
+    return max(0.0, 100 * (r - lo)), max(0.0, 100 * (hi - r))  # >= 0 also where rounding puts hi a hair below 1
 
 
 def _interval_text(k: int, n: int) -> str:

@@ -79,8 +79,8 @@ def draw_flip_rates(rows: list[dict[str, Any]], path: Path, title: str, n: int |
         err = None
         if n:
             bounds = [wilson_interval(int(round(v * n / 100)), n) for v in vals]
-            err = [[v - 100 * lo for v, (lo, _) in zip(vals, bounds)],
-                   [100 * hi - v for v, (_, hi) in zip(vals, bounds)]]
+            err = [[max(0.0, v - 100 * lo) for v, (lo, _) in zip(vals, bounds)],
+                   [max(0.0, 100 * hi - v) for v, (_, hi) in zip(vals, bounds)]]
         ax.bar(xs, vals, width, color=colour, yerr=err, capsize=2, ecolor="#333", error_kw={"lw": 0.8})
         for i, (x, v) in enumerate(zip(xs, vals)):
             y = v + (err[1][i] if err else 0)
