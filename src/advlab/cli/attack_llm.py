@@ -281,7 +281,8 @@ def attack_llm(
     metrics = run_attack_llm(cfg, out, device=device, argv=argv())
     b = metrics["budget"]
     for j, v in (metrics.get("asr_by_judge") or {}).items():
-        info(f"{judge_label(j)}{' (sets asr)' if j == metrics['default_judge'] else ''}: {rate_of(v, metrics['n'])}")
+        info(f"{judge_label(j)}{', the default judge' if j == metrics['default_judge'] else ''}: "
+             f"{rate_of(v, metrics['n'])}")
     info(
         f"median budget per behaviour: {num(b['steps']['median'])} steps, {num(b['forward_passes']['median'])} "
         f"forward, {num(b['backward_passes']['median'])} backward passes, {num(b['seconds']['median'])} s"

@@ -170,7 +170,7 @@ def headline(job: str, metrics: dict[str, Any]) -> list[str]:
 
     if job == "attack-llm":
         default = metrics.get("default_judge")
-        return [f"{judge_label(j)}{' (the run’s asr)' if j == default else ''}: {rate_of(v, metrics.get('n'))}"
+        return [f"{judge_label(j)}{', the default judge' if j == default else ''}: {rate_of(v, metrics.get('n'))}"
                 for j, v in (metrics.get("asr_by_judge") or {}).items()]
     if job == "eval-llm":
         rows = (("harmful requests refused", "refusal_rate", "n_harmful"), ("utility (tasks answered exactly)",
