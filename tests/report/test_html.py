@@ -77,3 +77,10 @@ def test_figures_of_rates_of_zero_and_one(tmp_path):
     m = {"n_refused_harmful": 12, "n_harmful": 12, "n_correct_task": 0, "n_task": 6, "n_refused_harmless": 0,
          "n_harmless": 25, "per_category": {"harmful/x": {"rate": 1.0, "n": 12}, "task/y": {"rate": 0.0, "n": 6}}}
     assert [p.name for p in eval_figures(tmp_path, {}, {}, [], m)] == ["eval_rates.png", "eval_categories.png"]
+
+
+def test_asr_by_judge_table_names_what_each_judge_counts(tmp_path):
+    out = tmp_path / "run"
+    _attack_run(out, "ok")
+    page = write_report(out).read_text(encoding="utf-8")
+    assert "ASR (no refusal phrase) (judge &#x27;refusal&#x27;)" in page

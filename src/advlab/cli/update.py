@@ -30,8 +30,9 @@ StepsOpt = typer.Option(50, "--steps", help="Iterations of the evaluation attack
 LimitOpt = typer.Option(None, "--limit", help="Use only the first N evaluation samples (default: all).")
 
 
-def _print_metrics(m: dict[str, Any], keys: tuple[str, ...] = ("old_accuracy", "new_accuracy", "old_robust_accuracy",
-                   "new_robust_accuracy", "nfr", "pfr", "rnfr", "b_nfr", "s_nfr")) -> None:
+def _print_metrics(m: dict[str, Any]) -> None:
+    keys = ("old_accuracy", "new_accuracy", "old_robust_accuracy", "new_robust_accuracy", "nfr", "pfr", "rnfr",
+            "b_nfr", "s_nfr")
     from rich.table import Table
 
     from advlab.metrics import wilson_interval
@@ -46,7 +47,7 @@ def _print_metrics(m: dict[str, Any], keys: tuple[str, ...] = ("old_accuracy", "
     info(t)
 
 
-def _print_table(rows: list[dict[str, Any]], title: str) -> None:
+def _print_table(rows: list[dict[str, Any]], title: str, n: int | None = None) -> None:
     from rich.table import Table
 
     cols = (("model", "model"), ("clean_accuracy", "clean"), ("robust_accuracy", "robust"), ("nfr", "NFR"),
@@ -63,7 +64,17 @@ def _print_table(rows: list[dict[str, Any]], title: str) -> None:
             cells[0] += " *"
         t.add_row(*cells)
     info(t)
-    info("rates in % of test samples; * = selected on validation S-NFR")
+    widest = f"; with n = {n}, a rate's 95 % Wilson interval spans at most ±{_widest_half_width(n):.1f} points" if n \
+        else ""
+    info(f"rates in % of test samples; * = selected on validation S-NFR{widest}")
+
+
+def _widest_half_width(n: int) -> float:
+    """The largest half-width (in points) of a 95 % Wilson interval over n items (at a rate of 1/2)."""
+    from advlab.metrics import wilson_interval
+
+    lo, hi = wilson_interval(n // 2, n)
+    return 100 * (hi - lo) / 2
 
 
 def check_update(
@@ -169,9 +180,11 @@ def update_classifier(
     check = fill(CheckConfig, opts, convert={"eps": parse_eps}, skip=("batch_size",))
     cfg = fill(UpdateConfig, opts, convert={"train_eps": radius("--train-eps")}, check=check)
     m = run_update(old, new, out, cfg, resolve_device(device), argv=argv())
-    _print_table(m["table"], f"update with {method} (test data, vs the old model)")
-    # the table above has the selected model's rates; add what it lacks, once
-    _print_metrics(m, ("old_accuracy", "old_robust_accuracy", "b_nfr"))
+    _print_table(m["table"], f"update with {method} (test data, vs the old model)", m.get("n"))
+    # the table above has the old, new and selected models' rates; add the one it lacks, once
+    from advlab.report.format import rate_of
+
+    info(f"B-NFR of the selected model (a clean and a robust flip on one sample): {rate_of(m['b_nfr'], m.get('n'))}")
     done(out, "updated model")
 
 

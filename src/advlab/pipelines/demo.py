@@ -39,8 +39,10 @@ def _robust_by_eps(m: dict[str, Any]) -> str:
     if not isinstance(per, dict) or not per:
         return ""
     n = next(iter(per.values())).get("n")
-    parts = ", ".join(f"eps {num(float(k))}: {rate_of(v.get('robust_accuracy'), v.get('n'))}" for k, v in per.items())
-    return f"clean {rate_of(m.get('clean_accuracy'), n)}; worst-case robust accuracy {parts} ({m.get('steps')} steps)"
+    parts = ", ".join(f"{num(float(k))}: {rate_of(v.get('robust_accuracy'), v.get('n'), show_n=False)}"
+                      for k, v in per.items())
+    return (f"clean {rate_of(m.get('clean_accuracy'), n, show_n=False)}; worst-case robust accuracy at eps {parts} "
+            f"(n = {n}, {m.get('steps')} steps)")
 
 
 def _valley(m: dict[str, Any]) -> str:

@@ -41,12 +41,12 @@ def pct(v: Any) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * float(v):.0f} %"
 
 
-def rate(k: int, n: int) -> str:
-    """``83 % [44–97 %], n = 6``: the rate k/n with its 95 % Wilson interval."""
+def rate(k: int, n: int, *, show_n: bool = True) -> str:
+    """``83 % [44–97 %], n = 6``: the rate k/n with its 95 % Wilson interval (``show_n=False``: no n)."""
     if not n:
         return "n/a (n = 0)"
     lo, hi = wilson_interval(int(k), int(n))
-    return f"{100 * k / n:.0f} % [{100 * lo:.0f}–{100 * hi:.0f} %], n = {n}"
+    return f"{100 * k / n:.0f} % [{100 * lo:.0f}–{100 * hi:.0f} %]" + (f", n = {n}" if show_n else "")
 
 
 def count_of(fraction: Any, n: int) -> int | None:
@@ -56,8 +56,8 @@ def count_of(fraction: Any, n: int) -> int | None:
     return int(round(float(fraction) * n))
 
 
-def rate_of(fraction: Any, n: Any) -> str:
+def rate_of(fraction: Any, n: Any, *, show_n: bool = True) -> str:
     """:func:`rate` for a stored fraction of ``n`` items."""
     n = int(n or 0)
     k = count_of(fraction, n)
-    return "n/a" if k is None else rate(k, n)
+    return "n/a" if k is None else rate(k, n, show_n=show_n)

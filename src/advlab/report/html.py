@@ -136,6 +136,10 @@ def write_report(run_dir: str | Path, redraw: bool = True) -> Path:
         nested = [(k, v) for k, v in metrics.items() if isinstance(v, (dict, list))]
         parts.append("<h2>Metrics</h2>" + _table(flat))
         for k, v in nested:
+            if k == "asr_by_judge" and isinstance(v, dict):  # judges named by what they count
+                from advlab.report.format import judge_label
+
+                v = {f"{judge_label(j)} (judge {j!r})": x for j, x in v.items()}
             if isinstance(v, dict) and all(not isinstance(x, (dict, list)) for x in v.values()):
                 parts.append(f"<h3>{html.escape(k)}</h3>" + _table(list(v.items())))
             else:

@@ -97,7 +97,7 @@ def eval_figures(
         ax.invert_yaxis()
         ax.set_xlim(0, 122)
         ax.set_xticks(range(0, 101, 20))
-        ax.set_xlabel("rate (%): refusal for harmful / harmless, exact match for tasks; bars: 95 % Wilson")
+        ax.set_xlabel("rate (%): refusal (harmful, harmless), exact match (tasks)\nbars: 95 % Wilson interval")
         ax.set_title("per category")
         fig.tight_layout()
         p = fig_dir / "eval_categories.png"
@@ -182,7 +182,7 @@ def attack_figures(
         def med(k: str) -> str:
             return num((b.get(k) or {}).get("median"))
 
-        ax.set_title(f"{method} on {model}: ASR by judge, 95 % Wilson intervals (n={len(records)})", fontsize=10)
+        ax.set_title(f"{method} on {model}\nASR by judge, 95 % Wilson intervals (n={len(records)})", fontsize=10)
         ax.set_xlabel(
             f"median budget per behaviour: {med('steps')} steps, {med('forward_passes')} forward, "
             f"{med('backward_passes')} backward passes, {med('seconds')} s", fontsize=8,
