@@ -66,7 +66,7 @@ def test_demo_prints_pastable_steps_and_its_report_is_the_entry_page(tmp_path):
     out = tmp_path / "demo"
     said: list[str] = []
     run_demo(out, gym=gym, quick=True, invoke=_fake_invoke([]), echo=said.append, prog=".venv/bin/advlab")
-    commands = [line.strip()[2:] for line in said if line.strip().startswith("$ ")]
+    commands = [line.strip()[2:] for line in "\n".join(said).splitlines() if line.strip().startswith("$ ")]
     assert len(commands) == len(demo_steps(out, gym, 0, "auto", True))
     assert all(c.startswith(".venv/bin/advlab ") for c in commands)  # as they can be pasted
     report = (out / "report.html").read_text()
