@@ -16,7 +16,9 @@ A job supplies only what is its own::
 
     Optional: ``item_steps(item) -> int`` (progress units per item, default 1), ``run_batch(items, tick)``,
     ``is_done(item, done_ids)``, ``manifest_extra(metrics) -> dict``, ``finish(path, records, metrics)``
-    (rank 0, after metrics; e.g. write a model directory).
+    (rank 0, after metrics; e.g. write a model directory), ``prepare(todo, tick)`` (once per rank before
+    its pending items, only when some are pending: one computation the items share, e.g. a universal
+    suffix; ``prepare_steps(todo) -> int`` progress units for it, default 0).
 
 :func:`run_job` then checks ``--out`` is writable, opens the :class:`~advlab.runs.RunDir` on every rank
 (rank 0 first), shards the pending items round-robin over processes, shows one progress bar (a line every
@@ -152,6 +154,23 @@ def _is_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+class StepTicker:
+    """An attack's ``on_step(step, loss)`` hook as progress ticks: one per step, at most ``steps`` per item;
+    ``finish()`` ticks what an early stop left out, so every item advances the bar by exactly ``steps``."""
+
+    def __init__(self, tick: Tick, steps: int) -> None:
+        self.tick, self.steps, self.done = tick, max(0, int(steps)), 0
+
+    def __call__(self, step: int, loss: float = float("nan")) -> None:  # noqa: ARG002 - the hook's signature
+        n = min(int(step), self.steps) - self.done
+        if n > 0:
+            self.done += n
+            self.tick(n)
+
+    def finish(self) -> None:
+        self(self.steps)
+
+
 # ---- the one runner ----------------------------------------------------------------------------
 
 
@@ -188,8 +207,12 @@ def run_job(
         todo = [it for it in mine if not is_done(it, done_ids)]
         if run.resumed and show:
             print(f"resuming {run.path}: {len(mine) - len(todo)} of {len(mine)} items done", flush=True)
-        bar = _Progress(job.name, sum(steps(it) for it in todo), show)
+        prepare = getattr(job, "prepare", None)
+        prep_steps = int(getattr(job, "prepare_steps", lambda _todo: 0)(todo)) if todo and prepare else 0
+        bar = _Progress(job.name, prep_steps + sum(steps(it) for it in todo), show)
         try:
+            if todo and prepare is not None:
+                prepare(todo, bar.advance)
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start : start + batch_size]
                 if run_batch is not None and batch_size > 1:

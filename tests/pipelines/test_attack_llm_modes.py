@@ -149,7 +149,7 @@ def test_transfer_model_with_another_tokenizer_is_refused(gym, gym_dir, tmp_path
         def get_vocab(self):
             return {"a": 0}
 
-    monkeypatch.setattr("advlab.models.load_chat_model", lambda *a, **k: (model, OtherTok()))
+    monkeypatch.setattr("advlab.pipelines.attack_llm_setup.load_chat_model", lambda *a, **k: (model, OtherTok()))
     with pytest.raises(ConfigError, match="tokenizer"):
         run_attack_llm(
             _gcg(gym_dir, limit=1, transfer_models=["other"]), tmp_path / "x", device="cpu", model_and_tokenizer=gym

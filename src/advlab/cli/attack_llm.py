@@ -8,7 +8,7 @@ import typer
 
 from advlab.cli.common import DeviceOpt, SeedOpt, argv, done, info, out_option
 from advlab.cli.options import eps_option, fill, parse_eps
-from advlab.pipelines.attack_llm import DEFAULT_JUDGES, EMBEDDING_EPS, EMBEDDING_STEP_SIZE
+from advlab.pipelines.attack_llm_config import DEFAULT_JUDGES, EMBEDDING_EPS, EMBEDDING_STEP_SIZE
 
 # Option groups of the help screen (presentation only).
 JUDGING_PANEL = "Generation and judging"

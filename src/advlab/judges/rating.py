@@ -21,6 +21,8 @@ from typing import Any
 
 from advlab.errors import ConfigError
 from advlab.judges.base import Verdict
+from advlab.judges.escape import escape_model_text
+from advlab.models.chat_api import chat_many
 
 MIN_RATING, MAX_RATING = 1, 10
 UNREADABLE_RATING = MIN_RATING
@@ -55,8 +57,6 @@ def escape_for_prompt(text: str, tokenizer: Any = None) -> str:
     here ``[[`` / ``]]`` are also split (``[ [``) so quoted text cannot hold a ready-made
     ``Rating: [[10]]`` for the judge to echo. Words stay readable.
     """
-    from advlab.judges.escape import escape_model_text
-
     text = escape_model_text(str(text), tokenizer)
     while "[[" in text or "]]" in text:
         text = text.replace("[[", "[ [").replace("]]", "] ]")
@@ -140,8 +140,6 @@ class RatingJudge:
 
     def rate_many(self, pairs: list[tuple[str, str]]) -> list[Rating]:
         """Rate several ``(request, completion)`` pairs (one batched call when the backend batches)."""
-        from advlab.models.backends import chat_many
-
         raws = chat_many(
             self.backend,
             [self.messages(r, c) for r, c in pairs],
