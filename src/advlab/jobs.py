@@ -136,9 +136,11 @@ def _interrupt_notice(enabled: bool) -> Iterator[None]:
         old = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         yield
-    except KeyboardInterrupt:
-        if enabled and distributed.is_main():
+    except KeyboardInterrupt as exc:
+        # once per interrupt, also when jobs nest (the demo runs each step as a job)
+        if enabled and distributed.is_main() and not getattr(exc, "advlab_noticed", False):
             print("interrupted; re-run the same command to resume", file=sys.stderr, flush=True)
+            exc.advlab_noticed = True  # type: ignore[attr-defined]
         raise
     finally:
         if old is not None:

@@ -111,6 +111,27 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict[str, float
             "equal": len(d) - lower - higher, "sign_test_p": sign_test_p(lower, higher)}
 
 
+def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (Wilson 1927; Newcombe 1998, method 3).
+
+    With p̂ = k/n: centre (p̂ + z²/2n) / (1 + z²/n), half-width z·sqrt(p̂(1-p̂)/n + z²/4n²) / (1 + z²/n);
+    z = 1.96 gives the 95 % interval. Unlike p̂ ± z·sqrt(p̂(1-p̂)/n) it stays inside [0, 1] and is not
+    empty at k = 0 or k = n, which matters for rates over a dozen behaviours. ``n = 0`` gives (nan, nan).
+    """
+    if n <= 0:
+        return float("nan"), float("nan")
+    if not 0 <= successes <= n:
+        raise ValueError(f"wilson_interval: successes {successes} not in [0, {n}]")
+    p = successes / n
+    z2 = z * z
+    denom = 1 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)  # exact ends: rounding would leave 1e-17 / 1 - 1e-16
+    hi = 1.0 if successes == n else min(1.0, centre + half)
+    return lo, hi
+
+
 # ---- LLM runs (records of ``attack llm`` / ``eval llm``; JSON-ready: a rate over no items is None) --------
 BUDGET_KEYS = ("steps", "forward_passes", "backward_passes", "seconds")
 EVAL_KINDS = ("harmful", "harmless", "task")

@@ -137,6 +137,9 @@ def load_chat_model(
     local = Path(name).expanduser()
     if local.exists() or _looks_like_path(name):
         _check_local_dir(local, name)
+        from advlab.models.weights import check_safetensors
+
+        check_safetensors(local)
         source, offline_hint = str(local), ""
     else:
         source = name

@@ -62,16 +62,34 @@ def draw_flip_matrix(counts: list[list[int]], path: Path, title: str, new_label:
     return path
 
 
-def draw_flip_rates(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
-    """Grouped bars: NFR, RNFR, S-NFR (in %) per model row."""
+def draw_flip_rates(rows: list[dict[str, Any]], path: Path, title: str, n: int | None = None) -> Path:
+    """Grouped bars: NFR, RNFR, S-NFR (in %) per model row, each labelled with its value; with ``n`` (test
+    samples) also its 95 % Wilson interval. Legend patches are drawn apart, so a rate of 0 still shows."""
+    from matplotlib.patches import Patch
+
+    from advlab.metrics import wilson_interval
+
     plt = _plt()
     names = [str(r["model"]) for r in rows]
-    keys = (("nfr", "NFR"), ("rnfr", "RNFR"), ("s_nfr", "S-NFR"))
+    keys = (("nfr", "NFR", "#0969da"), ("rnfr", "RNFR", "#cf222e"), ("s_nfr", "S-NFR", "#9a6700"))
     width = 0.8 / len(keys)
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(rows) + 2), 4.2))
-    for k, (key, label) in enumerate(keys):
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(rows) + 2), 4.4))
+    top = 0.0
+    for k, (key, _, colour) in enumerate(keys):
         xs = [i + (k - 1) * width for i in range(len(rows))]
-        ax.bar(xs, [100 * float(r.get(key) or 0.0) for r in rows], width, label=label)
+        vals = [100 * float(r.get(key) or 0.0) for r in rows]
+        err = None
+        if n:
+            bounds = [wilson_interval(int(round(v * n / 100)), n) for v in vals]
+            err = [[max(0.0, v - 100 * lo) for v, (lo, _) in zip(vals, bounds)],
+                   [max(0.0, 100 * hi - v) for v, (_, hi) in zip(vals, bounds)]]
+        ax.bar(xs, vals, width, color=colour, yerr=err, capsize=2, ecolor="#333", error_kw={"lw": 0.8})
+        for i, (x, v) in enumerate(zip(xs, vals)):
+            y = v + (err[1][i] if err else 0)
+            top = max(top, y)
+            ax.text(x, y + 0.3, f"{v:.1f}", ha="center", va="bottom", fontsize=7)
+    ax.set_ylim(0, max(1.0, top) * 1.25)
+    handles = [Patch(facecolor=c, label=lab) for _, lab, c in keys]
     for i, r in enumerate(rows):
         if r.get("selected"):
             ax.annotate(
@@ -85,8 +103,8 @@ def draw_flip_rates(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
             )
     ax.set_xticks(range(len(rows)), names, rotation=25, ha="right", fontsize=8)
     ax.set_ylabel("flip rate vs the old model (% of test samples)")
-    ax.set_title(title, fontsize=10)
-    ax.legend()
+    ax.set_title(title + (f"\n95 % Wilson intervals, n = {n}" if n else ""), fontsize=10)
+    ax.legend(handles=handles, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -119,7 +137,8 @@ def update_figures(run_dir, manifest, config, records, metrics) -> list[Path]:
     if table:
         out.append(
             draw_flip_rates(
-                table, figs / "flip_rates.png", f"Negative flips vs the old model ({attack}, ε = {eps})"
+                table, figs / "flip_rates.png", f"Negative flips vs the old model ({attack}, ε = {eps})",
+                n=metrics.get("n"),
             )
         )
     return out
