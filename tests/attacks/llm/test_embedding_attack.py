@@ -181,3 +181,25 @@ def test_on_step_called_live_after_every_step(tiny_model, tiny_tok, segs, kw):
     for k, (_, loss, _) in enumerate(calls):
         ref = sum(r.loss_history[k] for r in res) / len(res)
         assert loss == pytest.approx(ref, rel=1e-6)
+
+
+def test_on_step_gets_the_evaluated_embeddings(tiny_model, tiny_tok, segs):
+    """``StepInfo.current`` is the input e + δ the attack just evaluated: step 0 the clean embeddings, then
+    changed only in the slot; a forward pass on it gives the step's loss (an independent recomputation)."""
+    infos = []
+    cfg = EmbeddingAttackConfig(steps=4, eps=None, step_size=0.05, early_stop=False)
+    (res,) = run_embedding_attack(tiny_model, tiny_tok, segs, cfg, on_step=infos.append)
+    assert [i.step for i in infos] == list(range(5)) and [i.loss for i in infos] == res.loss_history
+    clean = C.embedding_matrix(tiny_model)[torch.tensor([segs.input_ids])].detach()
+    assert torch.equal(infos[0].current, clean)
+    s, e = segs.slot_range
+    ts, te = segs.target_range
+    for info in infos:
+        assert info.current.shape == clean.shape and not info.current.requires_grad
+        moved = torch.nonzero((info.current - clean)[0].abs().amax(-1) > 0).flatten().tolist()
+        assert set(moved) <= set(range(s, e))
+        with torch.no_grad():
+            logits = tiny_model(inputs_embeds=info.current).logits[:, ts - 1 : te - 1]
+        loss = float(C.target_loss_from_logits(logits, torch.tensor(segs.target)))
+        assert loss == pytest.approx(info.loss, abs=1e-4)
+    assert infos[-1].step == 4 and bool((infos[-1].current - clean).abs().amax() > 0)

@@ -175,3 +175,16 @@ def test_buffer_and_mellowmax_options_run(tiny_model, tiny_tok, segs):
     assert r.best_loss <= r.extra["init_loss"] and len(r.loss_history) == 3
     m = run_gcg(tiny_model, tiny_tok, segs, GCGConfig(steps=2, search_width=8, topk=8, use_mellowmax=True))
     assert m.extra["init_loss"] != pytest.approx(r.extra["init_loss"])  # a different objective
+
+
+def test_on_step_gets_the_current_slot(tiny_model, tiny_tok, segs):
+    """``StepInfo.current`` is the slot the next step starts from: plain GCG moves to each step's best
+    candidate, so a full forward pass on that slot gives the step's loss (an independent recomputation)."""
+    infos = []
+    res = run_gcg(tiny_model, tiny_tok, segs, GCGConfig(steps=5, search_width=4, topk=8, seed=0, early_stop=False),
+                  on_step=infos.append)
+    assert [i.step for i in infos] == [1, 2, 3, 4, 5] and [i.loss for i in infos] == res.loss_history
+    for info in infos:
+        assert info.current.dtype == torch.long and len(info.current) == len(segs.slot)
+        loss = _full_target_loss(tiny_model, segs.with_slot(info.current.tolist()))
+        assert loss == pytest.approx(info.loss, abs=1e-4)
