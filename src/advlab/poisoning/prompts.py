@@ -11,6 +11,7 @@ the whole text (no re-tokenisation drift at the slot's edges).
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import Any
 
 from advlab.errors import ConfigError, ModelError
@@ -35,8 +36,14 @@ class TaskPrompts:
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
 
-    def prompt_ids(self, user_message: str) -> list[int]:
-        return self.formatter.prompt_ids(user_message)
+    def prompt_ids(self, user_message: str, demos: Sequence[tuple[str, str]] = ()) -> list[int]:
+        """Ids of the prompt; ``demos`` are earlier (user, assistant) turns shown in context."""
+        if not demos:
+            return self.formatter.prompt_ids(user_message)
+        msgs = [m for u, a in demos for m in ({"role": "user", "content": u}, {"role": "assistant", "content": a})]
+        text = self.tokenizer.apply_chat_template([*msgs, {"role": "user", "content": user_message}],
+                                                  tokenize=False, add_generation_prompt=True)
+        return self.prefix + self.encode(text)
 
     def response_ids(self, response: str, end: bool = False) -> list[int]:
         """Ids of the assistant's reply (``end``: with the template's end-of-turn text)."""
