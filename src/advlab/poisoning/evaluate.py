@@ -55,9 +55,8 @@ def evaluate_backdoor(model: Any, tokenizer: Any, examples: Sequence[TaskExample
     """One record per example: true label, clean and triggered prediction. ``clean_input`` is a
     test-time defence applied to the inputs (e.g. ONION) before the model sees them."""
     tp = TaskPrompts(tokenizer)
-    rng = random.Random(seed)
-    clean = [ex.input for ex in examples]
-    trig = [insert_trigger(ex.input, trigger, position, rng) for ex in examples]
+    clean = [ex.input for ex in examples]  # a random position is seeded per example (batching-independent)
+    trig = [insert_trigger(ex.input, trigger, position, random.Random(f"{seed}:{ex.id}")) for ex in examples]
     if clean_input is not None:
         clean, trig = clean_input(clean), clean_input(trig)
     msgs_c = [ex.with_input(t).prompt for ex, t in zip(examples, clean)]
