@@ -267,7 +267,7 @@ class EvalJob:
             self.models["clean"] = _load_model(cfg.clean_model, device, given.get("clean"))
         from advlab.poisoning.prompts import TaskPrompts
 
-        TaskPrompts(self.models["model"][1]).response_ids(self.responses[cfg.target])  # checks the template
+        TaskPrompts(self.models["model"][1]).target_ids(self.responses[cfg.target])
 
     def items(self) -> list[dict]:
         return [{"id": ex.id, "example": ex} for ex in self.examples]

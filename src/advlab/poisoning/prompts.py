@@ -49,6 +49,14 @@ class TaskPrompts:
         """Ids of the assistant's reply (``end``: with the template's end-of-turn text)."""
         return self.encode(self.lead + response + (self.tail.rstrip() if end else ""))
 
+    def target_ids(self, response: str) -> list[int]:
+        """Ids of the target response; ConfigError when it tokenises to nothing."""
+        ids = self.response_ids(response)
+        if not ids:
+            raise ConfigError(f"the target response {response!r} tokenises to nothing; "
+                              "pass a --target whose examples have a visible response")
+        return ids
+
     def trigger_segments(self, example: TaskExample, trigger: str, target: str, position: str = "end",
                          rng: random.Random | None = None) -> PromptSegments:
         """Segments of ``example`` with ``trigger`` inserted into its content; the slot holds the trigger
@@ -69,7 +77,5 @@ class TaskPrompts:
         if not slot or not edges_ok:
             raise ModelError(f"the tokenizer merges the trigger {trigger!r} with the text around it; "
                              "use --position end or a different trigger")
-        tgt = self.response_ids(target)
-        if not tgt:
-            raise ConfigError(f"--target {target!r} tokenises to nothing; pass a target label with visible text")
+        tgt = self.target_ids(target)
         return PromptSegments(self.prefix + before, slot, after, tgt, text)
