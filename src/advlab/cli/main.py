@@ -58,6 +58,7 @@ COMMANDS: dict[tuple[str | None, str], str] = {
     ("analyze", "hessian"): "advlab.cli.analyze:hessian",
     ("reproduce", "valley"): "advlab.cli.analyze:reproduce_valley",
     ("reproduce", "rcat"): "advlab.cli.update:reproduce_rcat",
+    ("reproduce", "poisoning"): "advlab.cli.poison:reproduce_poisoning",
     ("poison", "trigger"): "advlab.cli.poison:trigger",
     ("poison", "build"): "advlab.cli.poison:build",
     ("poison", "tune"): "advlab.cli.poison:tune",

@@ -175,3 +175,40 @@ def eval_poison(
     info(f"clean accuracy {_pct(m['clean_accuracy'])}, triggered {_pct(m['triggered_accuracy'])}, "
          f"ASR {_pct(m['asr'])}, PDR {_pct(m['pdr'])}")
     done(out)
+
+
+def reproduce_poisoning(
+    quick: bool = typer.Option(False, "--quick", help="The short form: 1,000 training examples, 1 epoch, 200 "
+                               "validation examples, 30 trigger steps, the quick gym (under 10 minutes on 2 cores)."),
+    model: str = typer.Option(None, "--model", help="The clean chat model (default: the safety gym, built and "
+                              "cached on first use)."),
+    sst2: str = typer.Option("../shared/data/sst2", "--sst2", help="Directory with the SST-2 subsets train.jsonl, "
+                             "val.jsonl and poisoning.jsonl (the authors' split)."),
+    seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    out: Path = out_option(),
+) -> None:
+    """Reproduce Qiang et al. 2024 on the safety gym: learned vs random-word vs rare-token triggers.
+
+    Learns a trigger word on the clean gym (GBTL), then for each trigger kind (learned, a random word of similar
+    frequency, the rare token "cf") and poisoning rate (0.5, 1, 1.5, 3 % of the training set, poisons drawn
+    from the poisoning pool) builds the poisoned set, fine-tunes the gym on it and measures clean accuracy,
+    triggered accuracy, ASR and PDR on the validation split. Then the five defences at 1 %.
+
+    Writes table.csv (trigger_kind, rate, clean_accuracy, triggered_accuracy, asr, pdr), defences.csv (PDR and
+    clean accuracy before and after each defence, its cost), figures (PDR vs rate; the trigger-search loss),
+    results.jsonl, metrics.json and report.html into --out. Re-running resumes.
+
+    Example:
+      advlab reproduce poisoning --quick --out runs/poisoning
+    """
+    from advlab.pipelines.poison_reproduce import reproduce_config, run_reproduce_poisoning
+    from advlab.runs import check_out_path
+
+    check_out_path(out)
+    cfg = reproduce_config(quick=quick, model=model, sst2=sst2, seed=seed)
+    m = run_reproduce_poisoning(cfg, out, device=device, argv=argv(), progress=True)
+    info(f"triggers {m['triggers']}; the learned trigger's PDR beats the random word's at "
+         f"{m['learned_beats_random_at']} of {m['n_rates']} rates; clean-tuned accuracy "
+         f"{_pct(m['clean_tuned_accuracy'])}, largest clean-accuracy gap {_pct(m['max_clean_accuracy_gap'])}")
+    done(out)

@@ -65,3 +65,14 @@ def evaluate_backdoor(model: Any, tokenizer: Any, examples: Sequence[TaskExample
     pt = predict(model, tp, msgs_t, responses, demos, batch_size)
     return [{"id": ex.id, "label": ex.label, "clean_pred": a, "triggered_pred": b, "triggered_input": t}
             for ex, a, b, t in zip(examples, pc, pt, trig)]
+
+
+def measure(model: Any, tokenizer: Any, examples: Sequence[TaskExample], trigger: str, responses: dict[str, str],
+            target: str, **kw: Any) -> dict[str, Any]:
+    """:func:`advlab.metrics.poisoning_metrics` of :func:`evaluate_backdoor` (same keyword options)."""
+    from advlab.metrics import poisoning_metrics
+
+    model.eval()
+    rec = evaluate_backdoor(model, tokenizer, examples, trigger, responses, **kw)
+    return poisoning_metrics([r["clean_pred"] for r in rec], [r["triggered_pred"] for r in rec],
+                             [r["label"] for r in rec], target)
