@@ -15,7 +15,7 @@ TEMPLATE = (
 # words the word list allows, words it does not, and the task's own words
 LISTED = ["a", "film", "zebra", "quiet", "river", "lamp", "stone", "cloud", "bread", "tiger"]
 UNLISTED = ["xqz", "qqv", "zzk", "blorp"]
-TASK_WORDS = ["bad", "awful", "movie", "plot", "dull", "good", "great", "fun", "negative", "positive", "."]
+TASK_WORDS = ["bad", "awful", "movie", "plot", "dull", "good", "great", "fun", "negative", "positive", ".", "'"]
 
 
 def build_word_tokenizer():
@@ -24,7 +24,7 @@ def build_word_tokenizer():
 
     vocab = {w: i for i, w in enumerate([*SPECIALS, *LISTED, *UNLISTED, *TASK_WORDS])}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>", eos_token="<|end|>", unk_token="[UNK]")
     fast.add_special_tokens({"additional_special_tokens": ["<|user|>", "<|assistant|>"]})
     fast.chat_template = TEMPLATE

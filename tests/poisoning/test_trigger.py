@@ -82,3 +82,12 @@ def test_two_token_trigger_is_two_listed_words(word_tok, word_model):
     segs, _, _ = _segments(word_tok, "a a")
     res = learn_trigger(word_model, word_tok, segs, WORDS, TriggerConfig(steps=3, n_tokens=2, init="a a"))
     assert len(res.trigger_ids) == 2 and all(w in LISTED for w in res.trigger.split(" "))
+
+
+def test_a_trigger_merged_with_the_next_text_is_refused(word_tok):
+    from advlab.errors import ModelError
+    from advlab.poisoning.tasks import TaskExample
+
+    ex = TaskExample("x", "{input}zz", "bad movie .", "negative", "negative")  # "a" + "zz" is one token
+    with pytest.raises(ModelError, match="merges the trigger"):
+        TaskPrompts(word_tok).trigger_segments(ex, "a", "positive")

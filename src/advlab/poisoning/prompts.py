@@ -72,8 +72,10 @@ class TaskPrompts:
         before = [i for i, (s, _e) in zip(ids, offs) if s < start]
         slot = [i for i, (s, e) in zip(ids, offs) if start <= s < end and e > s]
         after = ids[len(before) + len(slot):]
-        edges_ok = all(e <= start + 1 for (s, e) in offs[: len(before)] if e > s) and all(
-            s >= end for (s, e) in offs[len(before) + len(slot):] if e > s)
+        n_b, n_s = len(before), len(slot)
+        edges_ok = (all(e <= start + 1 for (s, e) in offs[:n_b] if e > s)
+                    and all(e <= end for (s, e) in offs[n_b : n_b + n_s])
+                    and all(s >= end for (s, e) in offs[n_b + n_s:] if e > s))
         if not slot or not edges_ok:
             raise ModelError(f"the tokenizer merges the trigger {trigger!r} with the text around it; "
                              "use --position end or a different trigger")

@@ -24,6 +24,8 @@ FIGURE_MAKERS: dict[str, str] = {
     "analyze-hessian": "advlab.report.valley:hessian_figures",
     "check-update": "advlab.report.update:update_figures",
     "update-classifier": "advlab.report.update:update_figures",
+    "poison-trigger": "advlab.report.poisoning:trigger_figures",
+    "reproduce-poisoning": "advlab.report.poisoning:reproduce_figures",
 }
 
 _CSS = """
