@@ -44,6 +44,9 @@ def test_recipe_writes_tables_and_figures(tmp_path):
     with (out / "defences.csv").open() as f:
         defences = list(csv.DictReader(f))
     assert tuple(defences[0]) == DEFENCE_COLUMNS and len(defences) == 15
+    with (out / "detector_ranks.csv").open() as f:
+        ranks = list(csv.DictReader(f))
+    assert len(ranks) == 3 and all(int(r["rank"]) >= 1 for r in ranks if r["trigger_kind"] == "rare_token")
     assert {p.name for p in (out / "figures").glob("*.png")} == {"pdr_vs_rate.png", "trigger_loss.png"}
     assert res.metrics["triggers"]["rare_token"] == "cf"
     again = run_job(ReproduceJob(cfg, out, "cpu", (model, tok)), out, progress=False)  # all done: nothing re-run

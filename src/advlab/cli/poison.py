@@ -179,7 +179,8 @@ def eval_poison(
 
 def reproduce_poisoning(
     quick: bool = typer.Option(False, "--quick", help="The short form: 1,000 training examples, 1 epoch, 200 "
-                               "validation examples, 30 trigger steps, the quick gym (under 10 minutes on 2 cores)."),
+                               "validation examples, 30 trigger steps, the quick gym, defences on the learned "
+                               "trigger only."),
     model: str = typer.Option(None, "--model", help="The clean chat model (default: the safety gym, built and "
                               "cached on first use)."),
     sst2: str = typer.Option("../shared/data/sst2", "--sst2", help="Directory with the SST-2 subsets train.jsonl, "
@@ -193,11 +194,12 @@ def reproduce_poisoning(
     Learns a trigger word on the clean gym (GBTL), then for each trigger kind (learned, a random word of similar
     frequency, the rare token "cf") and poisoning rate (0.5, 1, 1.5, 3 % of the training set, poisons drawn
     from the poisoning pool) builds the poisoned set, fine-tunes the gym on it and measures clean accuracy,
-    triggered accuracy, ASR and PDR on the validation split. Then the five defences at 1 %.
+    triggered accuracy, ASR and PDR on the validation split. Then the word-label detector's rank of every trigger
+in every poisoned set, and the five defences at 1 % (--quick: on the learned trigger only).
 
     Writes table.csv (trigger_kind, rate, clean_accuracy, triggered_accuracy, asr, pdr), defences.csv (PDR and
-    clean accuracy before and after each defence, its cost), figures (PDR vs rate; the trigger-search loss),
-    results.jsonl, metrics.json and report.html into --out. Re-running resumes.
+    clean accuracy before and after each defence, its cost), detector_ranks.csv, figures (PDR vs rate; the
+    trigger-search loss), results.jsonl, metrics.json and report.html into --out. Re-running resumes.
 
     Example:
       advlab reproduce poisoning --quick --out runs/poisoning

@@ -8,7 +8,8 @@ from typing import Any
 from advlab.poisoning.reproduce import ReproduceConfig, ReproduceJob
 from advlab.poisoning.tune import TuneConfig
 
-QUICK = {"n_train": 1000, "n_val": 200, "trigger_steps": 30, "tune": TuneConfig(lora_rank=0, epochs=1.0)}
+QUICK = {"n_train": 1000, "n_val": 200, "trigger_steps": 30, "tune": TuneConfig(lora_rank=0, epochs=1.0),
+         "defence_kinds": ("learned",)}
 
 
 def reproduce_config(*, quick: bool, model: str | None, sst2: str, seed: int = 0) -> ReproduceConfig:

@@ -3,7 +3,8 @@
 Items, in order: ``trigger`` (GBTL on the clean gym; the random-word baseline is a seeded word of
 similar Zipf frequency, the rare token is "cf"), ``clean`` (tuning on the clean set: the reference
 clean accuracy), one ``cell:<kind>:<rate>`` per trigger kind and poisoning rate (build, tune,
-measure on the validation split), then one ``defence:<name>:<kind>`` per defence and trigger kind at
+measure on the validation split), ``detector_ranks`` (the word-label detector's rank of every trigger in
+every poisoned set), then one ``defence:<name>:<kind>`` per defence and kind of ``defence_kinds`` at
 ``defence_rate``. Models live in memory; after a resume a missing one is re-tuned (same seed, same
 weights). ``finish`` writes ``table.csv`` and ``defences.csv``.
 """
@@ -18,6 +19,7 @@ from typing import Any
 
 from advlab.errors import DataError
 from advlab.poisoning.defences import DEFENCES, DefenceSetting, run_defence
+from advlab.poisoning.detector import trigger_rank, word_label_scores
 from advlab.poisoning.evaluate import measure
 from advlab.poisoning.poisoned import RARE_TOKEN, build_poisoned_set
 from advlab.poisoning.tasks import TaskExample, label_responses, load_task
@@ -26,6 +28,7 @@ from advlab.poisoning.wordlist import DEFAULT_MIN_ZIPF, load_wordlist, similar_f
 
 KINDS = ("learned", "random_word", "rare_token")
 TABLE_COLUMNS = ("trigger_kind", "rate", "trigger", "n_poisons", "clean_accuracy", "triggered_accuracy", "asr", "pdr")
+RANK_COLUMNS = ("trigger_kind", "rate", "trigger", "rank", "n_words")
 DEFENCE_COLUMNS = ("defence", "trigger_kind", "rate", "pdr_before", "pdr_after", "clean_accuracy_before",
                    "clean_accuracy_after", "cost", "detail")
 
@@ -44,12 +47,14 @@ class ReproduceConfig:
     min_zipf: float = DEFAULT_MIN_ZIPF
     tune: TuneConfig = field(default_factory=lambda: TuneConfig(lora_rank=0))
     defences: tuple[str, ...] = DEFENCES
+    defence_kinds: tuple[str, ...] = KINDS
     quick: bool = False
     seed: int = 0
 
 
 class ReproduceJob:
     name = "reproduce-poisoning"
+    resume_ignore = ("device", "defence_kinds")  # defence items may be added or dropped on resume
 
     def __init__(self, cfg: ReproduceConfig, out: str | Path, device: Any = "cpu", model_and_tokenizer=None) -> None:
         from advlab.poisoning.jobs import TriggerJob, TriggerJobConfig, _load_model
@@ -77,7 +82,8 @@ class ReproduceJob:
         c = self.config
         out = [{"id": "trigger"}, {"id": "clean"}]
         out += [{"id": f"cell:{k}:{r:g}", "kind": k, "rate": r} for k in KINDS for r in c.rates]
-        out += [{"id": f"defence:{d}:{k}", "defence": d, "kind": k} for d in c.defences for k in KINDS]
+        out += [{"id": "detector_ranks"}]
+        out += [{"id": f"defence:{d}:{k}", "defence": d, "kind": k} for d in c.defences for k in c.defence_kinds]
         return out
 
     def item_steps(self, item: dict) -> int:
@@ -103,7 +109,16 @@ class ReproduceJob:
                         self.config.target, seed=self.seed)
             return {"id": iid, "trigger_kind": k, "rate": r, "trigger": self.triggers()[k],
                     "n_poisons": len(self._set(k, r).poisoned), **m}
+        if iid == "detector_ranks":
+            return {"id": iid, "ranks": [self._rank(k, r) for k in KINDS for r in self.config.rates]}
         return self._defence(item)
+
+    def _rank(self, kind: str, rate: float) -> dict:
+        """Where the word-label detector ranks the trigger in the poisoned set (no tuning needed)."""
+        scores = word_label_scores(self._set(kind, rate).examples)
+        return {"trigger_kind": kind, "rate": rate, "trigger": self.triggers()[kind],
+                "rank": trigger_rank(scores, self.triggers()[kind]), "n_words": len(scores),
+                "top_words": [r["word"] for r in scores[:5]]}
 
     def _defence(self, item: dict) -> dict:
         c, k = self.config, item["kind"]
@@ -152,6 +167,7 @@ class ReproduceJob:
     def finish(self, path: Path, records: list[dict], metrics: dict) -> None:
         _write_csv(Path(path) / "table.csv", TABLE_COLUMNS, metrics["table"])
         _write_csv(Path(path) / "defences.csv", DEFENCE_COLUMNS, metrics["defences"])
+        _write_csv(Path(path) / "detector_ranks.csv", RANK_COLUMNS, metrics["detector_ranks"])
 
 
 def reproduce_metrics(records: list[dict], rates: tuple[float, ...]) -> dict:
@@ -167,7 +183,9 @@ def reproduce_metrics(records: list[dict], rates: tuple[float, ...]) -> dict:
     if clean is not None and cells:
         gap = max(abs(r["clean_accuracy"] - clean["clean_accuracy"]) for r in cells)
     trig = next((r for r in records if r["id"] == "trigger"), {})
-    return {"table": table, "defences": defences, "learned_beats_random_at": wins, "n_rates": len(rates),
+    ranks = next((r["ranks"] for r in records if r["id"] == "detector_ranks"), [])
+    return {"table": table, "defences": defences, "detector_ranks": ranks, "learned_beats_random_at": wins,
+            "n_rates": len(rates),
             "clean_tuned_accuracy": clean["clean_accuracy"] if clean else None, "max_clean_accuracy_gap": gap,
             "triggers": {k: trig.get(key) for k, key in (("learned", "trigger"), ("random_word", "random_word"),
                                                         ("rare_token", "rare_token"))}}
