@@ -138,7 +138,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from advlab.data.behaviors import load_behaviors
+    from advlab.data.behavior_loaders import load_behaviors
     from advlab.models import load_chat_model
 
     torch.set_num_threads(args.threads)

@@ -59,7 +59,7 @@ class _FirstCall:
 
 
 def _behaviors(n: int) -> list[dict]:
-    from advlab.data.behaviors import load_behaviors
+    from advlab.data.behavior_loaders import load_behaviors
 
     items = load_behaviors("builtin:gym-harmful-test")[:n]
     return [{"id": b.id, "request": b.request, "target": b.target} for b in items]

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from advlab.models.zoo_cache import recipe_files
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
@@ -28,10 +30,11 @@ def pytest_configure(config):
 
 
 def _gym_source_hash() -> str:
+    """Bytes of every file of the gym's recipe (any edit, docs included, rebuilds the test gym)."""
     h = hashlib.sha256()
     src = ROOT / "src" / "advlab"
-    for p in sorted([*src.glob("models/zoo*.py"), *src.glob("data/gym*.py"), *src.glob("data/builtin/*")]):
-        h.update(p.name.encode())
+    for p in recipe_files(src):
+        h.update(p.relative_to(src).as_posix().encode())
         h.update(p.read_bytes())
     return h.hexdigest()[:12]
 

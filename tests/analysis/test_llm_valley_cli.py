@@ -60,7 +60,7 @@ def test_records_are_well_formed_and_resume_does_not_duplicate(gym_dir, tmp_path
 def test_step_zero_matches_an_independent_forward(gym, gym_dir, tmp_path):
     """Step 0 of the embedding run (embeds path) equals the ids path and a plain cross-entropy."""
     from advlab.attacks.llm.embedding import DEFAULT_SUFFIX
-    from advlab.data.behaviors import load_behaviors
+    from advlab.data.behavior_loaders import load_behaviors
     from advlab.models.formatting import ChatFormatter
 
     out = tmp_path / "emb"

@@ -178,7 +178,7 @@ def test_default_judges_in_records_and_metrics(gym, gym_dir, tmp_path):
     """Without ``judges=``: every record carries compliance and refusal verdicts, ``success``/``asr`` follow
     compliance, ``asr_by_judge`` has both; the verdicts and the Adam attack are recomputed independently."""
     from advlab.attacks.llm.embedding import EmbeddingAttackConfig, run_embedding_attack
-    from advlab.data.behaviors import load_behaviors
+    from advlab.data.behavior_loaders import load_behaviors
     from advlab.judges.compliance import ComplianceJudge
     from advlab.judges.refusal import RefusalJudge
     from advlab.models.formatting import ChatFormatter

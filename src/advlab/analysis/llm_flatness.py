@@ -281,7 +281,7 @@ def run_llm_valley_job(
     from advlab.analysis.jobs import _progress
     from advlab.attacks.llm.embedding import EmbeddingAttackConfig
     from advlab.attacks.llm.gcg import GCGConfig
-    from advlab.data.behaviors import load_behaviors
+    from advlab.data.behavior_loaders import load_behaviors
     from advlab.models import load_chat_model
     from advlab.models.formatting import ChatFormatter
     from advlab.report import write_report

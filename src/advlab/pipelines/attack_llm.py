@@ -273,7 +273,7 @@ class AttackLLMConfig:
 
 def load_attack_behaviors(cfg: AttackLLMConfig) -> list[Any]:
     """The behaviours to attack (first ``limit``), validated before any model is loaded."""
-    from advlab.data.behaviors import load_behaviors
+    from advlab.data.behavior_loaders import load_behaviors
 
     items = list(load_behaviors(cfg.behaviors))
     items = [b for b in items if str(getattr(b, "target", "") or "").strip()]

@@ -230,10 +230,7 @@ def run_demo(
     config = {"seed": seed, "quick": quick, "gym": str(gym) if gym else None}
     with RunDir(out, "demo", config, seed=seed, device=device, resume_ignore=("device",)) as run:
         if gym is None:
-            quick_flag = " --quick" if quick else ""
-            echo("[0] safety gym: building (about 10 minutes on 2 cores, the first time only) or reusing the "
-                 f"cached model; the same as `advlab zoo build safety-gym --out DIR{quick_flag}`")
-            gym = get_safety_gym(quick=quick, seed=seed, progress=True)
+            gym = get_safety_gym(quick=quick, seed=seed, progress=True, echo=lambda line: echo(f"[0] {line}"))
         steps = demo_steps(out, gym, seed, device, quick)
         records = {r["id"]: r for r in run.records}
         for i, step in enumerate(steps, 1):

@@ -89,7 +89,7 @@ def is_correct(completion: str, expected: str) -> bool:
 
 def load_items(cfg: EvalLLMConfig) -> list[EvalItem]:
     """The requests to evaluate, validated (files parsed) before any model is loaded."""
-    from advlab.data.behaviors import load_behaviors, load_harmless
+    from advlab.data.behavior_loaders import load_behaviors, load_harmless
 
     items: list[EvalItem] = []
     for kind, spec, loader in (

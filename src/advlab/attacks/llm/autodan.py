@@ -37,7 +37,7 @@ from typing import Any
 
 from advlab.attacks.llm.base import AttackBudget, LLMAttackResult
 from advlab.attacks.llm.prototypes import PLACEHOLDER, PROTOTYPES, SYNONYMS
-from advlab.data.behavior import Behavior
+from advlab.data.behavior_record import Behavior
 from advlab.errors import ConfigError
 from advlab.models.backends import derive_seed
 

@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from advlab.attacks.llm.base import AttackBudget, LLMAttackResult
-from advlab.data.behavior import Behavior
+from advlab.data.behavior_record import Behavior
 from advlab.errors import ConfigError
 from advlab.judges.rating import MAX_RATING, MIN_RATING, RatingJudge, escape_for_prompt
 from advlab.models.backends import ChatBackend, chat_many, derive_seed
