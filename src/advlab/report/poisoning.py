@@ -64,12 +64,15 @@ def reproduce_figures(run_dir: Path, manifest: dict, config: dict, records: list
         return paths
     clean = next((r for r in records if r.get("id") == "clean"), None)
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    lows, gaps = [-5.0], False
     for kind, (color, marker) in KIND_STYLE.items():
         rs = sorted((r for r in cells if r["trigger_kind"] == kind), key=lambda r: r["rate"])
         if not rs:
             continue
         xs = [100 * r["rate"] for r in rs]
         ys = [_pct(r["pdr"]) for r in rs]
+        lows += [y - 5 for y in ys if y == y]
+        gaps = gaps or any(y != y for y in ys)
         ax.plot(xs, ys, color=color, marker=marker, lw=1.6, label=f"{kind.replace('_', ' ')} '{rs[0]['trigger']}'")
         if clean is not None and kind in clean.get("per_trigger", {}):
             ref = _pct(clean["per_trigger"][kind]["pdr"])
@@ -78,7 +81,10 @@ def reproduce_figures(run_dir: Path, manifest: dict, config: dict, records: list
     ax.set_xlabel("poisoning rate (% of the training set)")
     ax.set_ylabel("PDR on non-target inputs (%)")
     ax.set_title("performance drop rate vs poisoning rate (dotted: clean-tuned model)", fontsize=10)
-    ax.set_ylim(-5, 105)
+    ax.set_ylim(min(lows), 105)
+    if gaps:
+        ax.text(0.3, 0.02, "gap: PDR undefined (no non-target input right without the trigger)",
+                transform=ax.transAxes, fontsize=7, color="#57606a")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
