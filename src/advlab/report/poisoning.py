@@ -63,7 +63,7 @@ def reproduce_figures(run_dir: Path, manifest: dict, config: dict, records: list
     if not cells:
         return paths
     clean = next((r for r in records if r.get("id") == "clean"), None)
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, ax = plt.subplots(figsize=(6.8, 4.6))
     lows, gaps = [-5.0], False
     for kind, (color, marker) in KIND_STYLE.items():
         rs = sorted((r for r in cells if r["trigger_kind"] == kind), key=lambda r: r["rate"])
@@ -86,7 +86,7 @@ def reproduce_figures(run_dir: Path, manifest: dict, config: dict, records: list
         ax.text(0.3, 0.02, "gap: PDR undefined (no non-target input right without the trigger)",
                 transform=ax.transAxes, fontsize=7, color="#57606a")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
     fig.tight_layout()
     p = fig_dir / "pdr_vs_rate.png"
     fig.savefig(p, dpi=110)
