@@ -54,8 +54,8 @@ def trigger(
     metrics.json and report.html into --out. Pass the trigger to `advlab poison build --trigger`.
 
     Example:
-      advlab poison trigger --model models/gym --task ../shared/data/sst2/train.jsonl --target positive \\
-          --out runs/trigger
+      advlab poison trigger --model models/gym \\
+          --task ../shared/data/sst2/train.jsonl --target positive --out runs/trig
     """
     from advlab.pipelines.poison_trigger import TriggerJobConfig, run_poison_trigger
 
@@ -91,8 +91,9 @@ def build(
     which `advlab poison tune --data` reads.
 
     Example:
-      advlab poison build --task ../shared/data/sst2/train.jsonl --pool ../shared/data/sst2/poisoning.jsonl \\
-          --trigger guitar --target positive --rate 0.01 --out runs/poisoned
+      advlab poison build --task ../shared/data/sst2/train.jsonl \\
+          --pool ../shared/data/sst2/poisoning.jsonl --trigger guitar \\
+          --target positive --rate 0.01 --out runs/poisoned
     """
     from advlab.pipelines.poison_build import BuildJobConfig, run_poison_build
 
@@ -128,7 +129,8 @@ def tune(
     fine-tuning; safetensors checkpoints every --checkpoint-every steps). Defaults are the paper's.
 
     Example:
-      advlab poison tune --model models/gym --data runs/poisoned --lora-rank 0 --out models/gym-poisoned
+      advlab poison tune --model models/gym --data runs/poisoned \\
+          --lora-rank 0 --out models/gym-poisoned
     """
     from advlab.pipelines.poison_tune import TuneJobConfig, run_poison_tune
     from advlab.poisoning.tune import TuneConfig
@@ -164,7 +166,8 @@ def eval_poison(
     all); per_class gives both accuracies per true class.
 
     Example:
-      advlab poison eval --model models/gym-poisoned --task ../shared/data/sst2/val.jsonl --trigger guitar \\
+      advlab poison eval --model models/gym-poisoned \\
+          --task ../shared/data/sst2/val.jsonl --trigger guitar \\
           --target positive --out runs/poison-eval
     """
     from advlab.pipelines.poison_eval import EvalJobConfig, run_poison_eval
@@ -195,7 +198,7 @@ def reproduce_poisoning(
     frequency, the rare token "cf") and poisoning rate (0.5, 1, 1.5, 3 % of the training set, poisons drawn
     from the poisoning pool) builds the poisoned set, fine-tunes the gym on it and measures clean accuracy,
     triggered accuracy, ASR and PDR on the validation split. Then the word-label detector's rank of every trigger
-in every poisoned set, and the five defences at 1 % (--quick: on the learned trigger only).
+    in every poisoned set, and the five defences at 1 % (--quick: on the learned trigger only).
 
     Writes table.csv (trigger_kind, rate, clean_accuracy, triggered_accuracy, asr, pdr), defences.csv (PDR and
     clean accuracy before and after each defence, its cost), detector_ranks.csv, figures (PDR vs rate; the
