@@ -27,6 +27,8 @@ FIGURE_MAKERS: dict[str, str] = {
     "update-classifier": "advlab.report.update:update_figures",
     "reproduce-rcat": "advlab.report.update:recipe_figures",
     "reproduce-valley": "advlab.report.valley:reproduce_valley_figures",
+    "poison-trigger": "advlab.report.poisoning:trigger_figures",
+    "reproduce-poisoning": "advlab.report.poisoning:reproduce_figures",
 }
 
 # job name -> "module:function" that writes the whole page instead of the generic report:
