@@ -200,6 +200,7 @@ def eval_llm_metrics(records: Sequence[dict[str, Any]], judge_name: str = "refus
         "n_correct_task": correct,
         "judge": judge_name,
         "per_category": per_cat,
+    }
 
 
 def _match_rate(pred: Sequence[str], truth: Sequence[str]) -> float:
