@@ -50,6 +50,7 @@ __all__ = [
     "is_oom",
     "left_pad",
     "mellowmax",
+    "model_device",
     "pad_id_of",
     "position_ids_from_mask",
     "stop_token_ids",
