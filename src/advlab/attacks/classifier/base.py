@@ -31,6 +31,16 @@ class AttackResult:
     backward_passes: int
 
 
+class RunWithoutEvaluation:
+    """The call protocol of an attack whose ``run`` takes ``evaluate``: ``attack(model, x, y, target)`` is
+    ``attack.run(model, x, y, target, evaluate=False).x_adv`` (no final forward pass to score x_adv)."""
+
+    def __call__(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return self.run(model, x, y, target, evaluate=False).x_adv
+
+
 def check_common(eps: float, norm: str, keep: str = "best", model_mode: str = "eval") -> tuple[float, str]:
     eps = check_eps(eps)
     norm = canonical_norm(norm)

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from advlab.attacks.classifier.base import AttackResult
+from advlab.attacks.classifier.base import AttackResult, RunWithoutEvaluation
 from advlab.attacks.classifier.loop import Callback
 from advlab.attacks.classifier.pgd import PGD
 from advlab.attacks.classifier.validate import check_eps
 
 
 @dataclass
-class FGSM:
+class FGSM(RunWithoutEvaluation):
     """FGSM: ``FGSM(eps=0.1)(model, x, y) -> x_adv`` (one gradient step, last iterate)."""
 
     eps: float = 8 / 255
@@ -57,11 +57,6 @@ class FGSM:
             seed=self.seed,
             model_mode=self.model_mode,
         )
-
-    def __call__(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
-    ):
-        return self.run(model, x, y, target, evaluate=False).x_adv
 
     def run(
         self,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from advlab.attacks.classifier.base import AttackResult, check_common, mode_of, prepare, to_result
+from advlab.attacks.classifier.base import AttackResult, RunWithoutEvaluation, check_common, mode_of, prepare, to_result
 from advlab.attacks.classifier.constraints import Box, make_ball
 from advlab.attacks.classifier.loop import Callback, SignStep, combine, gradient_loop, make_generator
 from advlab.attacks.classifier.losses import make_objective, min_classes
@@ -23,7 +23,7 @@ from advlab.errors import ConfigError
 
 
 @dataclass
-class PGD:
+class PGD(RunWithoutEvaluation):
     """PGD: ``PGD(eps=0.1, steps=40, norm="linf")(model, x, y) -> x_adv``.
 
     ``keep="last"`` returns the final iterate (as torchattacks does); ``"best"`` the best one seen.
@@ -65,11 +65,6 @@ class PGD:
             return float(self.step_size)
         rel = self.rel_step_size if self.rel_step_size is not None else 2.5 / self.steps
         return float(rel) * self.eps
-
-    def __call__(
-        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None
-    ):
-        return self.run(model, x, y, target, evaluate=False).x_adv
 
     def run(
         self,
