@@ -11,6 +11,7 @@ import torch
 from advlab.errors import AdvlabError
 from advlab.judges.base import Verdict
 from advlab.pipelines.attack_llm import AttackLLMConfig, attack_config, compute_metrics, run_attack_llm
+from advlab.report.format import judge_label, rate_of
 
 WEIRD = "QQQ zebra lantern target QQQ"
 
@@ -305,7 +306,8 @@ def test_two_torchrun_processes_match_one_process_and_report_once(gym, gym_dir, 
     assert metrics["n"] == one["n"] == 3 and metrics["asr"] == one["asr"]
     assert json.loads((out / "manifest.json").read_text())["world_size"] == 2
     lines = proc.stderr.splitlines()
-    for start in ("attacking ", f"ASR {100 * one['asr']:.1f}% (", "done: run written to"):
+    headline = f"{judge_label(metrics['default_judge'])}, the default judge: {rate_of(one['asr'], one['n'])}"
+    for start in ("attacking ", headline, "done: run written to"):
         assert sum(x.startswith(start) for x in lines) == 1, (start, proc.stderr[-3000:])
 
 
