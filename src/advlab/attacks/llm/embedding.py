@@ -124,7 +124,29 @@ def embedding_attack_delta(
     no gradient; only the target-position logits are computed. ``stop_check(step, best_delta)`` is
     called after each evaluation; True stops the attack (its own cost is the caller's).
     ``on_eval(step, row_losses)`` is called at every evaluation, as it happens: step 0 is the clean
-    input, step s the input after s updates (the last one included)."""
+    input, step s the input after s updates (the last one included).
+
+    Inside a training step: the attack runs with dropout off (every submodule in eval mode, LoRA
+    dropout included) and hands the model back with each submodule's previous mode; gradients are
+    taken w.r.t. δ only (``torch.autograd.grad``), so no parameter's ``.grad`` changes.
+
+    Half precision: δ is kept in float32, but ``base + δ`` is rounded to the embeddings' dtype before the
+    forward pass. In bf16 a signed step of 1e-4 is lost on every coordinate with |e| ≥ 0.03 until δ has
+    accumulated, so the paper's 1e-4 attack hardly moves a bf16 model. ``config.upcast_inputs=True``
+    feeds ``base + δ`` in float32 under autocast to the model's dtype (the residual stream then starts in
+    float32; matmuls still run in bf16)."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        return _attack(model, inputs_embeds, attention_mask, perturb_mask, labels, config,
+                       slot_positions=slot_positions, stop_check=stop_check, on_eval=on_eval)
+    finally:
+        for m, was_training in modes.items():
+            m.training = was_training
+
+
+def _attack(model, inputs_embeds, attention_mask, perturb_mask, labels, config, *, slot_positions, stop_check,
+            on_eval) -> DeltaResult:
     cfg = config
     b, length, d = inputs_embeds.shape
     dev = inputs_embeds.device
