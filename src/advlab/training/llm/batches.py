@@ -1,0 +1,94 @@
+"""Chat examples as token rows, and right-padded training batches.
+
+A row is ``prompt_ids + response_ids``: the prompt is the chat template's user turn with the generation
+prompt (BOS exactly once, as :class:`advlab.models.formatting.ChatFormatter` builds it), the response is
+what the template writes for the assistant turn (its end-of-turn tokens included). Labels cover the
+response only. Rows are right-padded, so prompt position i is the same in every row built from the same
+prompt (a prompt perturbation δ computed on one continuation applies to another).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from advlab.errors import ConfigError, require
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class Row:
+    prompt_ids: tuple[int, ...]
+    response_ids: tuple[int, ...]
+
+    @property
+    def ids(self) -> list[int]:
+        return [*self.prompt_ids, *self.response_ids]
+
+
+class ChatEncoder:
+    """Encodes (prompt, response) pairs with the tokenizer's chat template; ``max_len`` cuts the prompt's
+    start (never the response)."""
+
+    def __init__(self, tokenizer: Any, max_len: int = 256, system_prompt: str | None = None) -> None:
+        from advlab.models.formatting import ChatFormatter
+
+        self.tokenizer = tokenizer
+        self.formatter = ChatFormatter(tokenizer, system_prompt=system_prompt)
+        self.max_len = max_len
+        self.system_prompt = system_prompt
+
+    def _messages(self, prompt: str) -> list[dict[str, str]]:
+        sys = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        return [*sys, {"role": "user", "content": prompt}]
+
+    def response_text(self, prompt: str, response: str) -> str:
+        """What the template writes after the generation prompt for this reply (end of turn included)."""
+        tok = self.tokenizer
+        head = tok.apply_chat_template(self._messages(prompt), tokenize=False, add_generation_prompt=True)
+        full = tok.apply_chat_template([*self._messages(prompt), {"role": "assistant", "content": response}],
+                                       tokenize=False)
+        if full.startswith(head):
+            return full[len(head):]
+        return response + (tok.eos_token or "")
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        return self.formatter.prompt_ids(prompt)
+
+    def encode(self, prompt: str, response: str) -> Row:
+        p = self.prompt_ids(prompt)
+        r = list(self.tokenizer(self.response_text(prompt, response), add_special_tokens=False)["input_ids"])
+        require(len(r) > 0, f"the response {response[:40]!r} tokenises to nothing; give a non-empty response",
+                ConfigError)
+        keep = max(self.max_len - len(r), 8)
+        return Row(tuple(p[-keep:]), tuple(r))
+
+    def encode_target(self, prompt: str, target: str) -> Row:
+        """A continuation without end of turn (a harmful target such as "Sure, here is ...")."""
+        lead = self.formatter.assistant_lead
+        t = list(self.tokenizer(lead + target.lstrip() if lead else target, add_special_tokens=False)["input_ids"])
+        require(len(t) > 0, f"the target {target[:40]!r} tokenises to nothing; give a non-empty target", ConfigError)
+        p = self.prompt_ids(prompt)
+        keep = max(self.max_len - len(t), 8)
+        return Row(tuple(p[-keep:]), tuple(t))
+
+
+def pad_rows(rows: Sequence[Row], pad_id: int, width: int | None = None) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask``, ``labels`` (response only) and ``prompt_mask``."""
+    width = width or max(len(r.ids) for r in rows)
+    n = len(rows)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    labels = torch.full((n, width), IGNORE_INDEX, dtype=torch.long)
+    pmask = torch.zeros((n, width), dtype=torch.bool)
+    for i, r in enumerate(rows):
+        a, b = len(r.prompt_ids), len(r.ids)
+        ids[i, :b] = torch.tensor(r.ids)
+        mask[i, :b] = 1
+        labels[i, a:b] = torch.tensor(r.response_ids)
+        pmask[i, :a] = True
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels, "prompt_mask": pmask}
