@@ -9,6 +9,8 @@ A job supplies only what is its own::
         device: str = "cpu"
         resume_ignore = ("device",)         # config keys that may change on resume
         batch_size = 1                      # >1: run_batch() gets up to this many pending items
+        replicated = False                  # True: every rank runs every item (data-parallel training);
+                                            # rank 0 alone appends the records
 
         def items(self) -> Sequence[Any]: ...                 # each has .id or ["id"]
         def run_item(self, item, tick) -> dict | list[dict]: ...  # record(s); tick(n) advances progress
@@ -176,13 +178,14 @@ def run_job(
     is_done = getattr(job, "is_done", lambda it, done: item_id(it) in done)
     batch_size = max(1, int(getattr(job, "batch_size", 1)))
     run_batch = getattr(job, "run_batch", None)
+    replicated = bool(getattr(job, "replicated", False))
     run = RunDir(out, job.name, job.config, seed=getattr(job, "seed", None), device=str(getattr(job, "device", "cpu")),
                  argv=argv, resume_ignore=tuple(getattr(job, "resume_ignore", ("device",))),
                  rank=distributed.rank(), world_size=distributed.world_size())
     show = progress and distributed.is_main()
     with _interrupt_notice(show), run:
         done_ids = run.done_ids()
-        mine = [it for i, it in enumerate(items) if i % run.world_size == run.rank]
+        mine = items if replicated else [it for i, it in enumerate(items) if i % run.world_size == run.rank]
         todo = [it for it in mine if not is_done(it, done_ids)]
         if run.resumed and show:
             print(f"resuming {run.path}: {len(mine) - len(todo)} of {len(mine)} items done", flush=True)
@@ -195,7 +198,7 @@ def run_job(
                 else:
                     out_records = [r for it in chunk for r in _records_of(job.run_item(it, bar.advance))]
                 for rec in out_records:
-                    if not run.is_done(rec["id"]):
+                    if not (replicated and run.rank != 0) and not run.is_done(rec["id"]):
                         run.append(rec)
         finally:
             bar.stop()

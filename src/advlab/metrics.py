@@ -73,3 +73,14 @@ def pdr(perf_triggered: float, perf_clean: float) -> float:
     if perf_clean == 0:
         return float("nan")
     return 1.0 - perf_triggered / perf_clean
+
+
+def training_totals(records, keys=("forward_passes", "backward_passes", "attack_forward_passes",
+                                   "attack_backward_passes", "adversarial_examples", "seconds")) -> dict:
+    """Totals over per-step training records: ``steps`` (records) and the sum of each key (0 when absent)."""
+    out: dict = {"steps": len(records)}
+    for k in keys:
+        out[k] = sum(float(r.get(k, 0) or 0) for r in records)
+        if k != "seconds":
+            out[k] = int(round(out[k]))
+    return out

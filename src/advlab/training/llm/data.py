@@ -54,7 +54,9 @@ def _safe_responses(spec: str) -> dict[str, str]:
         return {normalize_text(r["Behavior"]): r["Safe_Response"] for r in csv.DictReader(fh) if r.get("Behavior")}
 
 
-def adversarial_examples(spec: str = DEFAULT_BEHAVIORS, refusal: str | None = None) -> tuple[list[Any], list[AdvExample]]:
+def adversarial_examples(
+    spec: str = DEFAULT_BEHAVIORS, refusal: str | None = None
+) -> tuple[list[Any], list[AdvExample]]:
     """``(behaviours, examples)``: every (behaviour, target) pair with its refusal."""
     from advlab.data.behaviors import load_behaviors, normalize_text
 
@@ -75,7 +77,8 @@ def gym_utility() -> list[ChatPair]:
     """The gym's training tasks, harmless answers and harmful → refusal pairs."""
     from advlab.data.gym import gym_items
 
-    return [ChatPair(it.prompt, it.response) for kind in ("task", "harmless", "harmful") for it in gym_items(kind, "train")]
+    kinds = ("task", "harmless", "harmful")
+    return [ChatPair(it.prompt, it.response) for kind in kinds for it in gym_items(kind, "train")]
 
 
 def _pair_of(row: Any) -> ChatPair | None:

@@ -14,7 +14,8 @@ accelerate, never by hand):
   (floats, averaged over micro-batches and processes; keys ending in ``_passes`` or ``examples`` are
   summed instead);
 - :meth:`save` / :meth:`load`: ``accelerator.save_state`` (weights as safetensors, optimizer, schedule,
-  step counter and every process's RNG state), so a resumed run continues bit-exactly;
+  step counter, every process's RNG state and any ``extra_state`` object with ``state_dict`` /
+  ``load_state_dict``, e.g. R2D2's GCG pool), so a resumed run continues bit-exactly;
 - :meth:`export`: the trained model (LoRA merged into the weights) as a Hugging Face directory that
   :func:`advlab.models.load_chat_model` loads.
 
@@ -129,7 +130,8 @@ def cosine_lambda(cfg: EngineConfig) -> Callable[[int], float]:
 class Engine:
     """Trains ``model`` with ``loss_fn`` (see the module docstring); ``device`` ``cpu`` or ``cuda``."""
 
-    def __init__(self, model: Any, config: EngineConfig, loss_fn: LossFn, *, device: str = "cpu") -> None:
+    def __init__(self, model: Any, config: EngineConfig, loss_fn: LossFn, *, device: str = "cpu",
+                 extra_state: Sequence[Any] = ()) -> None:
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
@@ -147,7 +149,7 @@ class Engine:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lambda(config))
         self.model, self.optimizer = self.accelerator.prepare(model, opt)
         self.counter = _Counter()
-        self.accelerator.register_for_checkpointing(self.scheduler, self.counter)
+        self.accelerator.register_for_checkpointing(self.scheduler, self.counter, *extra_state)
 
     @property
     def step(self) -> int:

@@ -55,19 +55,42 @@ class MicroBatch:
     util: list[int]
 
 
+class _Lazy:
+    """``rows[i]``: item i encoded on first use (a utility file may hold many thousands of pairs)."""
+
+    def __init__(self, items: Sequence[Any], encode: Any) -> None:
+        self.items, self.encode, self.cache = items, encode, {}
+
+    def __getitem__(self, i: int) -> Row:
+        if i not in self.cache:
+            self.cache[i] = self.encode(self.items[i])
+        return self.cache[i]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
 class EncodedData:
-    """The adversarial examples and utility pairs, tokenised once."""
+    """The adversarial examples and utility pairs, tokenised on first use."""
 
     def __init__(self, encoder: ChatEncoder, adv: Sequence[AdvExample], util: Sequence[ChatPair]) -> None:
         self.encoder = encoder
         self.adv = list(adv)
         self.util = list(util)
-        self.attack_rows = [encoder.encode_target(a.prompt, a.target) for a in self.adv]
-        self.refusal_rows = [encoder.encode(a.prompt, a.refusal) for a in self.adv]
-        self.util_rows = [encoder.encode(p.prompt, p.response) for p in self.util]
+        self.attack_rows = _Lazy(self.adv, lambda a: encoder.encode_target(a.prompt, a.target))
+        self.refusal_rows = _Lazy(self.adv, lambda a: encoder.encode(a.prompt, a.refusal))
+        self.util_rows = _Lazy(self.util, lambda p: encoder.encode(p.prompt, p.response))
         tok = encoder.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
         self.bos_id = getattr(tok, "bos_token_id", None)
+
+    def check(self) -> None:
+        """Encode every refusal and target once (a refusal that tokenises to nothing is refused up front)."""
+        seen: set[tuple[str, str]] = set()
+        for i, a in enumerate(self.adv):
+            if (a.refusal, a.target) not in seen:
+                seen.add((a.refusal, a.target))
+                self.refusal_rows[i], self.attack_rows[i]
 
 
 def _forward(ctx: StepContext, rows: list[Row], index: list[int], delta: Any, pad_id: int) -> tuple[Any, Any]:
@@ -100,14 +123,16 @@ class CAT:
             delta = self._attack(ctx, mb.adv)
             logs.update(attack_loss=delta.final_loss, delta_norm=delta.norm,
                         attack_forward_passes=delta.forward_passes, attack_backward_passes=delta.backward_passes)
-        rows = [d.refusal_rows[i] for i in mb.adv] + [d.attack_rows[i] for i in mb.adv] + [d.util_rows[j] for j in mb.util]
+        rows = [d.refusal_rows[i] for i in mb.adv] + [d.attack_rows[i] for i in mb.adv]
+        rows += [d.util_rows[j] for j in mb.util]
         index = list(range(n)) * 2 + [-1] * len(mb.util)
         logp, mask = _forward(ctx, rows, index, delta, d.pad_id)
         nll = mean_nll(logp, mask)
         loss = torch.zeros((), device=nll.device)
         if n:
             toward, away = nll[:n], -nll[n : 2 * n]
-            loss = loss + w.toward * cutoff(toward, w.toward_cutoff).mean() + w.away * cutoff(away, w.away_cutoff).mean()
+            loss = loss + w.toward * cutoff(toward, w.toward_cutoff).mean()
+            loss = loss + w.away * cutoff(away, w.away_cutoff).mean()
             logs.update(toward=float(toward.detach().mean()), away=float(away.detach().mean()))
         if mb.util:
             util = nll[2 * n :]
