@@ -24,6 +24,7 @@ FIGURE_MAKERS: dict[str, str] = {
     "analyze-hessian": "advlab.report.valley:hessian_figures",
     "check-update": "advlab.report.update:update_figures",
     "update-classifier": "advlab.report.update:update_figures",
+    "train-llm": "advlab.report.train_llm:train_figures",
 }
 
 _CSS = """
