@@ -127,3 +127,41 @@ def test_kill_9_then_rerun_equals_uninterrupted(gym_dir, small_data, tmp_path):
     ids = [json.loads(x)["id"] for x in res.read_text().splitlines()]
     assert ids == [f"step-{i}" for i in range(1, 9)]
     assert torch.equal(a[next(iter(a))], r[next(iter(r))])
+
+
+def test_r2d2_counts_its_gcg_cost(gym_dir, small_data, tmp_path):
+    out = tmp_path / "r2d2"
+    cfg = _cfg(gym_dir, small_data, method="r2d2", max_steps=2, save_every=1, pool_size=2, gcg_steps=1,
+               gcg_search_width=8, gcg_topk=8)
+    train_llm(cfg, out, progress=False)
+    tm = json.loads((out / "training_metrics.json").read_text())
+    assert tm["adversarial_examples"] == 2 * 2
+    assert tm["attack_backward_passes"] == 2 * 2 * 1  # one GCG gradient per step and test case
+    assert tm["attack_forward_passes"] >= 2 * 2 * (1 + 1)  # its gradient pass plus at least one candidate
+    assert tm["forward_passes"] == 2 * (2 * 2 + 2)
+
+
+def test_r2d2_pool_refresh():
+    from advlab.training.llm.data import AdvExample
+    from advlab.training.llm.r2d2 import R2D2, R2D2Config
+
+    class FakeData:
+        adv = [AdvExample(str(i), "p", "t", "r") for i in range(100)]
+
+    r = R2D2.__new__(R2D2)
+    r.data, r.cfg, r.seed = FakeData(), R2D2Config(pool_size=10, pool_refresh=50), 0
+    from advlab.training.llm.r2d2 import Pool
+
+    r.pool = Pool()
+    r.refresh(0)
+    assert len(r.pool.entries) == 10
+    for e in r.pool.entries:
+        e[1] = "evolved"
+    r.refresh(7)  # not a refresh step
+    assert all(e[1] == "evolved" for e in r.pool.entries)
+    r.refresh(50)
+    assert sum(e[1] == r.cfg.init for e in r.pool.entries) == 2  # 20 % restart
+    state = r.pool.state_dict()
+    p2 = Pool()
+    p2.load_state_dict(state)
+    assert p2.entries == r.pool.entries

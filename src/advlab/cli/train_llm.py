@@ -59,6 +59,10 @@ def train_llm(
                                        "punctuation ignored) are refused. Pass 'none' to skip the check."),
     refusal: str | None = typer.Option(None, "--refusal", help="One refusal for every example (default: the "
                                        "gym's own, the safe-responses file's, or \"Sorry, I can't do that.\")."),
+    pool_size: int = typer.Option(8, "--pool-size", help="r2d2: GCG test cases kept in the pool."),
+    pool_refresh: int = typer.Option(50, "--pool-refresh", help="r2d2: every N steps a fifth of the pool restarts."),
+    gcg_steps: int = typer.Option(5, "--gcg-steps", help="r2d2: GCG steps per training step and test case."),
+    gcg_search_width: int = typer.Option(512, "--gcg-search-width", help="r2d2: GCG candidates per step."),
     save_every: int = typer.Option(50, "--save-every", help="Checkpoint every N steps (resume point)."),
     max_len: int = typer.Option(128, "--max-len", help="Maximum tokens per training row."),
     seed: int = SeedOpt,
@@ -94,7 +98,9 @@ def train_llm(
         lr=lr, grad_clip=grad_clip, grad_accum=grad_accum, adv_per_step=adv_per_step,
         utility_per_step=utility_per_step, behaviors=behaviors, utility=utility,
         eval_behaviors=None if eval_behaviors.strip().lower() in ("", "none") else eval_behaviors,
-        refusal=refusal, save_every=save_every, max_len=max_len, seed=seed, device=str(resolve_device(device)),
+        refusal=refusal, pool_size=pool_size, pool_refresh=pool_refresh, gcg_steps=gcg_steps,
+        gcg_search_width=gcg_search_width, save_every=save_every, max_len=max_len, seed=seed,
+        device=str(resolve_device(device)),
     )
     res = run(cfg, out, argv=argv())
     m = res.metrics

@@ -67,8 +67,8 @@ class TrainLLMConfig:
     pool_size: int = 8
     pool_refresh: int = 50
     gcg_steps: int = 5
-    gcg_search_width: int = 64
-    gcg_topk: int = 64
+    gcg_search_width: int = 512
+    gcg_topk: int = 256
     seed: int = 0
     device: str = "cpu"
 

@@ -35,8 +35,8 @@ class R2D2Config:
     pool_size: int = 8
     pool_refresh: int = 50
     gcg_steps: int = 5
-    search_width: int = 64
-    topk: int = 64
+    search_width: int = 512
+    topk: int = 256
     init: str = INIT_SUFFIX
 
     def __post_init__(self) -> None:
