@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,7 +173,7 @@ class Engine:
         for i, mb in enumerate(micro_batches):
             ctx = StepContext(self.model, self.raw, self.counter.step, acc.device)
             sync = i == n - 1
-            with acc.no_sync(self.model) if not sync else _nullcontext():
+            with acc.no_sync(self.model) if not sync else nullcontext():
                 loss, logs = self.loss_fn(ctx, mb)
                 acc.backward(loss / n)
             for k, v in {"loss": float(loss.detach()), **logs}.items():
@@ -216,14 +217,6 @@ class Engine:
         model.save_pretrained(out, safe_serialization=True)
         tokenizer.save_pretrained(out)
         return out
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def response_nll(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
