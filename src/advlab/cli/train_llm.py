@@ -59,6 +59,10 @@ def train_llm(
                                        "punctuation ignored) are refused. Pass 'none' to skip the check."),
     refusal: str | None = typer.Option(None, "--refusal", help="One refusal for every example (default: the "
                                        "gym's own, the safe-responses file's, or \"Sorry, I can't do that.\")."),
+    away_weight: float = typer.Option(0.5, "--away-weight", help="Weight of the away term (cat; the paper: 0.5)."),
+    away_cutoff: float = typer.Option(-5.0, "--away-cutoff", help="Away term cutoff c: past it (−CE below c) "
+                                      "its gradient is ×0.001 (the paper: −5)."),
+    utility_weight: float = typer.Option(1.0, "--utility-weight", help="Weight of the utility SFT term (cat)."),
     pool_size: int = typer.Option(8, "--pool-size", help="r2d2: GCG test cases kept in the pool."),
     pool_refresh: int = typer.Option(50, "--pool-refresh", help="r2d2: every N steps a fifth of the pool restarts."),
     gcg_steps: int = typer.Option(5, "--gcg-steps", help="r2d2: GCG steps per training step and test case."),
@@ -98,7 +102,8 @@ def train_llm(
         lr=lr, grad_clip=grad_clip, grad_accum=grad_accum, adv_per_step=adv_per_step,
         utility_per_step=utility_per_step, behaviors=behaviors, utility=utility,
         eval_behaviors=None if eval_behaviors.strip().lower() in ("", "none") else eval_behaviors,
-        refusal=refusal, pool_size=pool_size, pool_refresh=pool_refresh, gcg_steps=gcg_steps,
+        refusal=refusal, away_weight=away_weight, away_cutoff=away_cutoff, utility_weight=utility_weight,
+        pool_size=pool_size, pool_refresh=pool_refresh, gcg_steps=gcg_steps,
         gcg_search_width=gcg_search_width, save_every=save_every, max_len=max_len, seed=seed,
         device=str(resolve_device(device)),
     )

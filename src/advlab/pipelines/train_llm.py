@@ -59,6 +59,10 @@ class TrainLLMConfig:
     utility: str = GYM_UTILITY
     eval_behaviors: str | None = DEFAULT_EVAL_BEHAVIORS
     refusal: str | None = None
+    toward_weight: float = 0.5
+    away_weight: float = 0.5
+    utility_weight: float = 1.0
+    away_cutoff: float = -5.0
     adv_per_step: int = 4
     utility_per_step: int = 12
     grad_accum: int = 1
@@ -82,7 +86,10 @@ class TrainLLMConfig:
         self.adversary_config()
         self.engine_config()
         self.r2d2_config()
+        self.loss_weights()
 
+    def loss_weights(self) -> LossWeights:
+        return LossWeights(self.toward_weight, self.away_weight, self.utility_weight, away_cutoff=self.away_cutoff)
     def adversary_config(self) -> AdversaryConfig:
         return AdversaryConfig(self.adversary, self.eps, self.attack_steps, self.attack_step_size, self.one_step,
                                self.layers)
@@ -166,9 +173,9 @@ class TrainLLMJob:
 
         cfg, state = self.cfg, []
         if cfg.method == "cat":
-            loss = CAT(self.data, cfg.adversary_config(), LossWeights())
+            loss = CAT(self.data, cfg.adversary_config(), cfg.loss_weights())
         elif cfg.method == "capo":  # reference from the base model, before any adapter or update exists
-            loss = CAPO(self.data, cfg.adversary_config(), reference_logps(self.model, self.data), LossWeights())
+            loss = CAPO(self.data, cfg.adversary_config(), reference_logps(self.model, self.data), cfg.loss_weights())
         else:
             loss = R2D2(self.data, self.tokenizer, cfg.r2d2_config(), seed=cfg.seed)
             state = [loss.pool]

@@ -45,6 +45,8 @@ class LossWeights:
 
     def __post_init__(self) -> None:
         require(self.beta > 0, f"--beta {self.beta}: must be positive")
+        for name in ("toward", "away", "utility"):
+            require(getattr(self, name) >= 0, f"--{name}-weight {getattr(self, name)}: must be 0 or more")
 
 
 @dataclass
