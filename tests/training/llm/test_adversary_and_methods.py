@@ -111,3 +111,10 @@ def test_capo_loss_equals_hand_computation_at_eps_zero(setup):
             rej.append(torch.where(lp < -5, torch.zeros_like(lp), lp).mean())
     want = ipo_loss(hand[:, 0], torch.stack(rej), hand[:, 0], hand[:, 1], 0.25).mean()
     assert float(loss) == pytest.approx(float(want), abs=1e-5)
+
+
+def test_eps_zero_spends_nothing(setup):
+    model, _, data = setup
+    batch = pad_rows([data.attack_rows[0]], data.pad_id)
+    d = attack(model, batch, AdversaryConfig(eps=0.0, steps=5), data.bos_id)
+    assert d.forward_passes == d.backward_passes == 0 and float(d.values["embed"].abs().max()) == 0.0

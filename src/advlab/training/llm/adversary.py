@@ -140,6 +140,13 @@ def attack(model: Any, batch: dict[str, torch.Tensor], cfg: AdversaryConfig, bos
     dev = next(model.parameters()).device
     b = {k: v.to(dev) for k, v in batch.items()}
     pm = perturb_mask(b, bos_id)
+    if cfg.eps == 0 or (cfg.steps == 0 and not cfg.one_step):  # no attack: δ = 0 and nothing spent
+        if cfg.kind == "latent":
+            check_layers(model, cfg.layers)
+        n, width = b["input_ids"].shape
+        d = model.get_input_embeddings().weight.shape[1]
+        sites = ["embed"] if cfg.kind == "embedding" else list(cfg.layers)
+        return Delta({s: torch.zeros(n, width, d, device=dev) for s in sites}, float("nan"), 0.0, 0, 0)
     if cfg.kind == "embedding":
         return _embedding(model, b, pm, cfg)
     return _latent(model, b, pm, cfg)
