@@ -40,7 +40,7 @@ def _cfg(gym_dir, small_data, **kw):
     b, u = small_data
     base = dict(model=str(gym_dir), max_steps=4, save_every=2, eps=1.0, attack_steps=2, attack_step_size=1e-2,
                 adv_per_step=2, utility_per_step=2, behaviors=b, utility=u, eval_behaviors=None, max_len=48,
-                device="cpu")
+                device="cpu", retain=None)
     return TrainLLMConfig(**{**base, **kw})
 
 
@@ -103,7 +103,7 @@ def test_kill_9_then_rerun_equals_uninterrupted(gym_dir, small_data, tmp_path):
     args = [sys.executable, "-m", "advlab.cli.main", "train", "llm", "--model", str(gym_dir), "--max-steps", "8",
             "--save-every", "2", "--attack-steps", "2", "--adv-per-step", "2", "--utility-per-step", "2",
             "--behaviors", b, "--utility", u, "--eval-behaviors", "none", "--max-len", "48", "--device", "cpu",
-            "--lora-rank", "4", "--lora-dropout", "0.3", "--out", str(out)]
+            "--lora-rank", "4", "--lora-dropout", "0.3", "--retain", "none", "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     res = out / "results.jsonl"

@@ -67,6 +67,10 @@ def train_llm(
     pool_refresh: int = typer.Option(50, "--pool-refresh", help="r2d2: every N steps a fifth of the pool restarts."),
     gcg_steps: int = typer.Option(5, "--gcg-steps", help="r2d2: GCG steps per training step and test case."),
     gcg_search_width: int = typer.Option(512, "--gcg-search-width", help="r2d2: GCG candidates per step."),
+    retain: str = typer.Option("builtin:gym-harmless-train", "--retain", help="Harmless requests with their "
+                               "answers, attacked toward a refusal and trained to keep their answer (measured on "
+                               "the gym: without it CAT makes it refuse harmless requests). 'none' = off."),
+    retain_per_step: int = typer.Option(2, "--retain-per-step", help="Retain examples per step."),
     save_every: int = typer.Option(50, "--save-every", help="Checkpoint every N steps (resume point)."),
     max_len: int = typer.Option(128, "--max-len", help="Maximum tokens per training row."),
     seed: int = SeedOpt,
@@ -102,7 +106,9 @@ def train_llm(
         lr=lr, grad_clip=grad_clip, grad_accum=grad_accum, adv_per_step=adv_per_step,
         utility_per_step=utility_per_step, behaviors=behaviors, utility=utility,
         eval_behaviors=None if eval_behaviors.strip().lower() in ("", "none") else eval_behaviors,
-        refusal=refusal, away_weight=away_weight, away_cutoff=away_cutoff, utility_weight=utility_weight,
+        refusal=refusal, retain=None if retain.strip().lower() in ("", "none") else retain,
+        retain_per_step=retain_per_step, away_weight=away_weight, away_cutoff=away_cutoff,
+        utility_weight=utility_weight,
         pool_size=pool_size, pool_refresh=pool_refresh, gcg_steps=gcg_steps,
         gcg_search_width=gcg_search_width, save_every=save_every, max_len=max_len, seed=seed,
         device=str(resolve_device(device)),

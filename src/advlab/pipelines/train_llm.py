@@ -26,6 +26,7 @@ from advlab.training.llm.data import (
     GYM_UTILITY,
     adversarial_examples,
     check_disjoint,
+    retain_examples,
     utility_pairs,
 )
 from advlab.training.llm.engine import EngineConfig, linear_module_names
@@ -59,6 +60,8 @@ class TrainLLMConfig:
     utility: str = GYM_UTILITY
     eval_behaviors: str | None = DEFAULT_EVAL_BEHAVIORS
     refusal: str | None = None
+    retain: str | None = "builtin:gym-harmless-train"
+    retain_per_step: int = 2
     toward_weight: float = 0.5
     away_weight: float = 0.5
     utility_weight: float = 1.0
@@ -100,6 +103,10 @@ class TrainLLMConfig:
 
     def r2d2_config(self) -> R2D2Config:
         return R2D2Config(self.pool_size, self.pool_refresh, self.gcg_steps, self.gcg_search_width, self.gcg_topk)
+
+    @property
+    def retain_rows(self) -> int:
+        return self.retain_per_step if self.retain and self.method != "r2d2" else 0
 
     @property
     def utility_rows(self) -> int:
@@ -149,7 +156,7 @@ class TrainLLMJob:
 
         cfg = self.cfg
         _check_base(self.out, cfg.model)
-        check_sizes(cfg.adv_per_step, cfg.utility_rows, distributed.world_size(), cfg.grad_accum)
+        check_sizes(cfg.adv_per_step, cfg.utility_rows, distributed.world_size(), cfg.grad_accum, cfg.retain_rows)
         require(cfg.method != "r2d2" or distributed.world_size() == 1,
                 "--method r2d2 runs in one process (its GCG pool is per process); launch it without accelerate")
         self.model, self.tokenizer = load_chat_model(cfg.model, device=distributed.local_device(cfg.device))
@@ -161,9 +168,12 @@ class TrainLLMJob:
         if cfg.adversary == "latent":
             check_layers(self.model, cfg.layers)
         self.behaviors, adv = adversarial_examples(cfg.behaviors, cfg.refusal)
+        self.n_adv = len(adv)
+        retain = retain_examples(cfg.retain) if cfg.retain_rows else []
         util = utility_pairs(cfg.utility) if cfg.utility_rows else []
-        self.data_check = check_disjoint([a.prompt for a in adv] + [u.prompt for u in util], cfg.eval_behaviors)
-        self.data = EncodedData(ChatEncoder(self.tokenizer, max_len=cfg.max_len), adv, util)
+        prompts = [a.prompt for a in adv + retain] + [u.prompt for u in util]
+        self.data_check = check_disjoint(prompts, cfg.eval_behaviors)
+        self.data = EncodedData(ChatEncoder(self.tokenizer, max_len=cfg.max_len), adv + retain, util)
         self.data.check()
 
     def _setup(self) -> None:
@@ -206,8 +216,9 @@ class TrainLLMJob:
         records = []
         for s in range(item.start, item.stop):
             t = time.perf_counter()
-            mbs = step_batches(s, cfg.seed, len(self.data.adv), len(self.data.util), cfg.adv_per_step,
-                               cfg.utility_rows, distributed.rank(), distributed.world_size(), cfg.grad_accum)
+            mbs = step_batches(s, cfg.seed, self.n_adv, len(self.data.util), cfg.adv_per_step, cfg.utility_rows,
+                               distributed.rank(), distributed.world_size(), cfg.grad_accum,
+                               len(self.data.adv) - self.n_adv, cfg.retain_rows)
             logs = self.engine.train_step(mbs)
             records.append({"id": f"step-{s + 1}", **logs, "seconds": time.perf_counter() - t})
             tick(1)

@@ -73,6 +73,21 @@ def adversarial_examples(
     return behaviors, out
 
 
+def retain_examples(spec: str) -> list[AdvExample]:
+    """Harmless requests for adversarial retain: the attack pushes them toward a refusal (the target) and
+    training keeps their own answer (the "refusal" slot) under that perturbation. Needs answers (gym sets)."""
+    from advlab.data.behaviors import load_behaviors
+    from advlab.data.gym import REFUSALS
+
+    out = []
+    for b in load_behaviors(spec):
+        answer = b.extra.get("response")
+        require(bool(answer), f"--retain {spec}: behaviour {b.id} has no answer; use a gym harmless set, e.g. "
+                "builtin:gym-harmless-train", DataError)
+        out.append(AdvExample(f"retain:{b.id}", b.request, REFUSALS[len(out) % len(REFUSALS)], str(answer)))
+    return out
+
+
 def gym_utility() -> list[ChatPair]:
     """The gym's training tasks, harmless answers and harmful → refusal pairs."""
     from advlab.data.gym import gym_items

@@ -24,18 +24,23 @@ def _draw(rng: random.Random, n_total: int, k: int) -> list[int]:
     return out
 
 
-def check_sizes(adv_per_step: int, util_per_step: int, world: int, grad_accum: int) -> None:
+def check_sizes(adv_per_step: int, util_per_step: int, world: int, grad_accum: int, retain_per_step: int = 0) -> None:
     parts = world * grad_accum
     require(adv_per_step >= 0 and util_per_step >= 0, "--adv-per-step and --utility-per-step must be 0 or more")
     require(adv_per_step + util_per_step > 0, "a step needs examples: pass --adv-per-step or --utility-per-step > 0")
-    for name, k in (("--adv-per-step", adv_per_step), ("--utility-per-step", util_per_step)):
+    for name, k in (("--adv-per-step", adv_per_step), ("--utility-per-step", util_per_step),
+                    ("--retain-per-step", retain_per_step)):
         require(k % parts == 0, f"{name} {k}: must be a multiple of processes × --grad-accum = {parts}")
 
 
 def step_batches(step: int, seed: int, n_adv: int, n_util: int, adv_per_step: int, util_per_step: int,
-                 rank: int = 0, world: int = 1, grad_accum: int = 1) -> list[MicroBatch]:
-    """This process's micro-batches for optimiser step ``step``."""
+                 rank: int = 0, world: int = 1, grad_accum: int = 1, n_retain: int = 0,
+                 retain_per_step: int = 0) -> list[MicroBatch]:
+    """This process's micro-batches for optimiser step ``step``. Retain examples are adversarial examples
+    with indices ``n_adv .. n_adv + n_retain - 1``, drawn ``retain_per_step`` at a time."""
     rng = random.Random(f"{seed}:{step}")
-    adv = _draw(rng, n_adv, adv_per_step)[rank::world]
+    adv = _draw(rng, n_adv, adv_per_step)
+    ret = [n_adv + i for i in _draw(random.Random(f"{seed}:{step}:retain"), n_retain, retain_per_step)]
+    adv = (adv[rank::world] + ret[rank::world])
     util = _draw(rng, n_util, util_per_step)[rank::world]
     return [MicroBatch(adv[k::grad_accum], util[k::grad_accum]) for k in range(grad_accum)]
