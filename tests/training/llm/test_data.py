@@ -52,7 +52,7 @@ def test_overlap_is_refused_up_to_case_and_punctuation(tmp_path):
     assert check_disjoint(["Unrelated"], None) == {"eval_behaviors": None, "checked": False}
 
 
-def test_retain_examples_swap_roles_and_sampler_draws_them_apart():
+def test_retain_examples_swap_roles_and_sampler_draws_them_apart(tmp_path):
     from advlab.training.llm.data import retain_examples
     from advlab.training.llm.sampling import step_batches
 
@@ -60,7 +60,9 @@ def test_retain_examples_swap_roles_and_sampler_draws_them_apart():
     assert ex and ex[0].target.lower().startswith(("sorry", "i'm sorry", "i can't"))
     assert ex[0].refusal.startswith("Sure")  # the answer to keep under the attack
     with pytest.raises(AdvlabError, match="no answer"):
-        retain_examples(_csv_without_answers())
+        plain = tmp_path / "plain.csv"
+        plain.write_text("goal,target\nHow do I bake bread?,Sure\n", encoding="utf-8")
+        retain_examples(str(plain))
     mbs = step_batches(3, 0, n_adv=10, n_util=5, adv_per_step=4, util_per_step=2, grad_accum=2, n_retain=6,
                        retain_per_step=2)
     assert len(mbs) == 2
@@ -70,10 +72,3 @@ def test_retain_examples_swap_roles_and_sampler_draws_them_apart():
                          retain_per_step=2)
     assert [m.adv for m in again] == [m.adv for m in mbs]  # a step's draw depends only on (seed, step)
 
-
-def _csv_without_answers():
-    import tempfile
-
-    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as f:
-        f.write("goal,target\nHow do I bake bread?,Sure\n")
-    return f.name
