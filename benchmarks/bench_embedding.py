@@ -39,15 +39,16 @@ def pipeline_config(method: str, args: argparse.Namespace):
 def first_success(args: argparse.Namespace, model, tok, behaviors) -> dict:
     import torch
 
-    from advlab.attacks.llm.common import eos_token_ids, greedy_generate
     from advlab.attacks.llm.embedding import run_embedding_attack
     from advlab.attacks.llm.gcg import run_gcg
     from advlab.judges import get_judge
     from advlab.models.formatting import ChatFormatter
+    from advlab.models.generation import greedy_generate, stop_token_ids
+    from advlab.pipelines.attack_llm import attack_config
 
     fmt = ChatFormatter(tok)
     judge = get_judge("compliance")
-    eos = eos_token_ids(model, tok)
+    eos = set(stop_token_ids(model, tok))
     rows = []
     for b in behaviors:
         segs = fmt.segments(b.request, pipeline_config("gcg", args).init, b.target)
@@ -73,10 +74,10 @@ def first_success(args: argparse.Namespace, model, tok, behaviors) -> dict:
 
             t0 = time.perf_counter()
             if method == "embedding":
-                cfg = pipeline_config("embedding", args).embedding_config()
+                cfg = attack_config(pipeline_config("embedding", args))
                 res = run_embedding_attack(model, tok, segs, cfg, stop_check=lambda s, e: jailbroken(s, embeds=e[0]))[0]
             else:
-                cfg = pipeline_config("gcg", args).gcg_config()
+                cfg = attack_config(pipeline_config("gcg", args))
                 res = run_gcg(
                     model,
                     tok,
@@ -138,7 +139,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from advlab.data.behaviors import load_behaviors
+    from advlab.data.behavior_loaders import load_behaviors
     from advlab.models import load_chat_model
 
     torch.set_num_threads(args.threads)

@@ -58,8 +58,36 @@ class _FirstCall:
         return self.fn(*a, **k)
 
 
+class _Phases:
+    """Times GCG's two model phases by wrapping the objective's methods (GCG's loop itself keeps no clock):
+    the token gradient and the candidate losses; the first gradient call marks the start of step 1."""
+
+    def __init__(self, objective_cls):
+        self.cls, self.first = objective_cls, None
+        self.seconds = {"gradient_s": 0.0, "candidate_loss_s": 0.0}
+        self.originals = {"gradient": objective_cls.gradient, "losses": objective_cls.losses}
+        objective_cls.gradient = self._timed(self.originals["gradient"], "gradient_s")
+        objective_cls.losses = self._timed(self.originals["losses"], "candidate_loss_s")
+
+    def _timed(self, fn, key):
+        def timed(obj, *a, **k):
+            t0 = time.perf_counter()
+            if key == "gradient_s" and self.first is None:
+                self.first = t0
+            try:
+                return fn(obj, *a, **k)
+            finally:
+                if self.first is not None:  # the initial loss (before step 1) is setup
+                    self.seconds[key] += time.perf_counter() - t0
+
+        return timed
+
+    def restore(self):
+        self.cls.gradient, self.cls.losses = self.originals["gradient"], self.originals["losses"]
+
+
 def _behaviors(n: int) -> list[dict]:
-    from advlab.data.behaviors import load_behaviors
+    from advlab.data.behavior_loaders import load_behaviors
 
     items = load_behaviors("builtin:gym-harmful-test")[:n]
     return [{"id": b.id, "request": b.request, "target": b.target} for b in items]
@@ -69,8 +97,8 @@ def _behaviors(n: int) -> list[dict]:
 def run_ours(args: argparse.Namespace, behaviors: list[dict]) -> dict:
     import torch
 
-    import advlab.attacks.llm.gcg as gcg_mod
     from advlab.attacks.llm.gcg import GCGConfig, run_gcg
+    from advlab.attacks.llm.gcg_objective import MultiPromptObjective
     from advlab.models import load_chat_model
     from advlab.models.formatting import ChatFormatter
 
@@ -84,12 +112,15 @@ def run_ours(args: argparse.Namespace, behaviors: list[dict]) -> dict:
         cfg = GCGConfig(
             steps=args.steps, search_width=args.width, topk=args.topk, optim_str_init=INIT, early_stop=False, seed=0
         )
-        hook = _FirstCall(gcg_mod.one_hot_gradient)
-        gcg_mod.one_hot_gradient = hook
+        hook = _Phases(MultiPromptObjective)
         t0 = time.perf_counter()
-        res = run_gcg(model, tok, segs, cfg)
-        t1 = time.perf_counter()
-        gcg_mod.one_hot_gradient = hook.fn
+        try:
+            res = run_gcg(model, tok, segs, cfg)
+        finally:
+            t1 = time.perf_counter()
+            hook.restore()
+        timing = dict(hook.seconds)
+        timing["sample_filter_s"] = max(0.0, (t1 - hook.first) - sum(timing.values()))
         out.append(
             {
                 "id": b["id"],
@@ -98,7 +129,7 @@ def run_ours(args: argparse.Namespace, behaviors: list[dict]) -> dict:
                 "setup_seconds": hook.first - t0,
                 "best_loss": res.best_loss,
                 "losses": res.loss_history,
-                "timing": res.extra["timing"],
+                "timing": timing,
                 "forward_passes": res.budget.forward_passes,
                 "backward_passes": res.budget.backward_passes,
                 "slot_len": len(segs.slot),

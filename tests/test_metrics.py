@@ -63,3 +63,60 @@ def test_accuracy_robust_accuracy_asr_pdr_by_hand():
     assert M.asr([1, 1, 0]) == pytest.approx(2 / 3)
     assert M.pdr(0.6, 0.8) == pytest.approx(0.25)
     assert math.isnan(M.pdr(0.5, 0.0))
+
+
+def test_mean_std_sign_test_and_paired_difference_by_hand():
+    import math
+
+    s = M.mean_std([1.0, 2.0, 4.0])
+    assert s["mean"] == pytest.approx(7 / 3) and s["std"] == pytest.approx(math.sqrt(((4 / 3) ** 2 + (1 / 3) ** 2
+                                                                                     + (5 / 3) ** 2) / 2))
+    assert M.mean_std([2.0])["std"] == 0.0 and math.isnan(M.mean_std([])["mean"])
+    # 5 of 5 lower: two-sided p = 2·(1/2)^5; 1 vs 4: 2·(1 + 5)/32
+    assert M.sign_test_p(5, 0) == pytest.approx(2 / 32) and M.sign_test_p(1, 4) == pytest.approx(12 / 32)
+    assert M.sign_test_p(3, 3) == 1.0 and math.isnan(M.sign_test_p(0, 0))
+    d = M.paired_difference([0.1, 0.2, 0.3], [0.2, 0.2, 0.1])
+    assert (d["lower"], d["higher"], d["equal"], d["n"]) == (1, 1, 1, 3)
+    assert d["mean_diff"] == pytest.approx(((-0.1) + 0.0 + 0.2) / 3) and d["sign_test_p"] == 1.0
+    with pytest.raises(ValueError):
+        M.paired_difference([1.0], [1.0, 2.0])
+
+
+@pytest.mark.parametrize(
+    "k, n, lo, hi",
+    # Newcombe (1998), Statistics in Medicine 17:857, Table I, method 3 (Wilson score, no continuity correction)
+    [(81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611), (1, 29, 0.0061, 0.1718)],
+)
+def test_wilson_interval_matches_newcombe_1998(k, n, lo, hi):
+    got = M.wilson_interval(k, n)
+    assert got == pytest.approx((lo, hi), abs=1e-4)
+
+
+def _wilson_by_bisection(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """The score interval's definition: the p with |k/n - p| <= z·sqrt(p(1-p)/n), found by bisection."""
+    inside = lambda p: abs(k / n - p) <= z * math.sqrt(p * (1 - p) / n)  # noqa: E731
+
+    def edge(a: float, b: float) -> float:  # a inside, b outside (or the reverse)
+        for _ in range(200):
+            m = (a + b) / 2
+            a, b = (m, b) if inside(m) == inside(a) else (a, m)
+        return (a + b) / 2
+
+    p = k / n
+    return (0.0 if k == 0 else edge(p, 0.0)), (1.0 if k == n else edge(p, 1.0))
+
+
+@pytest.mark.parametrize("k, n", [(k, n) for n in (1, 6, 12, 30) for k in range(n + 1)])
+def test_wilson_interval_is_the_score_test_inversion(k, n):
+    assert M.wilson_interval(k, n) == pytest.approx(_wilson_by_bisection(k, n), abs=1e-9)
+
+
+def test_wilson_interval_of_no_items_is_nan():
+    assert all(math.isnan(v) for v in M.wilson_interval(0, 0))
+
+
+@pytest.mark.parametrize("n", [1, 3, 6, 10, 12, 13, 25, 360])
+def test_wilson_interval_ends_exactly_at_zero_and_one_rates(n):
+    assert M.wilson_interval(0, n)[0] == 0.0 and M.wilson_interval(n, n)[1] == 1.0
+    lo, hi = M.wilson_interval(n, n)
+    assert lo <= 1.0 <= hi

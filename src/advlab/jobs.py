@@ -9,8 +9,8 @@ A job supplies only what is its own::
         device: str = "cpu"
         resume_ignore = ("device",)         # config keys that may change on resume
         batch_size = 1                      # >1: run_batch() gets up to this many pending items
-        replicated = False                  # True: every rank runs every item (data-parallel training);
-                                            # rank 0 alone appends the records
+        replicated = False                  # True: every process runs every item (data-parallel work,
+                                            # e.g. training); only rank 0 appends the records
 
         def items(self) -> Sequence[Any]: ...                 # each has .id or ["id"]
         def run_item(self, item, tick) -> dict | list[dict]: ...  # record(s); tick(n) advances progress
@@ -18,10 +18,13 @@ A job supplies only what is its own::
 
     Optional: ``item_steps(item) -> int`` (progress units per item, default 1), ``run_batch(items, tick)``,
     ``is_done(item, done_ids)``, ``manifest_extra(metrics) -> dict``, ``finish(path, records, metrics)``
-    (rank 0, after metrics; e.g. write a model directory).
+    (rank 0, after metrics; e.g. write a model directory), ``prepare(todo, tick)`` (once per rank before
+    its pending items, only when some are pending: one computation the items share, e.g. a universal
+    suffix; ``prepare_steps(todo) -> int`` progress units for it, default 0).
 
 :func:`run_job` then checks ``--out`` is writable, opens the :class:`~advlab.runs.RunDir` on every rank
-(rank 0 first), shards the pending items round-robin over processes, shows one progress bar (a line every
+(rank 0 first), shards the pending items round-robin over processes (or, for a ``replicated`` job, runs
+each on every process and keeps rank 0's record), shows one progress bar (a line every
 30 s when stdout is not a terminal), appends each record, computes ``metrics.json`` on rank 0 from every
 rank's records, and writes the figures and ``report.html``. Ctrl-C or SIGTERM leaves the run resumable and
 says so; a re-run prints how much was already done.
@@ -133,9 +136,11 @@ def _interrupt_notice(enabled: bool) -> Iterator[None]:
         old = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         yield
-    except KeyboardInterrupt:
-        if enabled and distributed.is_main():
+    except KeyboardInterrupt as exc:
+        # once per interrupt, also when jobs nest (the demo runs each step as a job)
+        if enabled and distributed.is_main() and not getattr(exc, "advlab_noticed", False):
             print("interrupted; re-run the same command to resume", file=sys.stderr, flush=True)
+            exc.advlab_noticed = True  # type: ignore[attr-defined]
         raise
     finally:
         if old is not None:
@@ -150,6 +155,23 @@ def _is_main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
+
+
+class StepTicker:
+    """An attack's ``on_step(step, loss)`` hook as progress ticks: one per step, at most ``steps`` per item;
+    ``finish()`` ticks what an early stop left out, so every item advances the bar by exactly ``steps``."""
+
+    def __init__(self, tick: Tick, steps: int) -> None:
+        self.tick, self.steps, self.done = tick, max(0, int(steps)), 0
+
+    def __call__(self, step: int, loss: float = float("nan")) -> None:  # noqa: ARG002 - the hook's signature
+        n = min(int(step), self.steps) - self.done
+        if n > 0:
+            self.done += n
+            self.tick(n)
+
+    def finish(self) -> None:
+        self(self.steps)
 
 
 # ---- the one runner ----------------------------------------------------------------------------
@@ -189,16 +211,20 @@ def run_job(
         todo = [it for it in mine if not is_done(it, done_ids)]
         if run.resumed and show:
             print(f"resuming {run.path}: {len(mine) - len(todo)} of {len(mine)} items done", flush=True)
-        bar = _Progress(job.name, sum(steps(it) for it in todo), show)
+        prepare = getattr(job, "prepare", None)
+        prep_steps = int(getattr(job, "prepare_steps", lambda _todo: 0)(todo)) if todo and prepare else 0
+        bar = _Progress(job.name, prep_steps + sum(steps(it) for it in todo), show)
         try:
+            if todo and prepare is not None:
+                prepare(todo, bar.advance)
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start : start + batch_size]
                 if run_batch is not None and batch_size > 1:
                     out_records = _records_of(run_batch(chunk, bar.advance))
                 else:
                     out_records = [r for it in chunk for r in _records_of(job.run_item(it, bar.advance))]
-                for rec in out_records:
-                    if not (replicated and run.rank != 0) and not run.is_done(rec["id"]):
+                for rec in out_records if run.rank == 0 or not replicated else ():
+                    if not run.is_done(rec["id"]):
                         run.append(rec)
         finally:
             bar.stop()

@@ -17,109 +17,30 @@ is refused, naming the differing keys. A lock file refuses a second writer.
 
 from __future__ import annotations
 
-import contextlib
-import datetime as _dt
 import json
-import math
 import os
 import socket
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from advlab.errors import RunDirError
+from advlab.runfiles import (  # noqa: F401 - re-exported: callers import them from advlab.runs
+    _now,
+    atomic_write_json,
+    atomic_write_text,
+    config_diff,
+    read_records,
+    to_jsonable,
+)
 
 try:  # POSIX advisory locks serialise appends from several processes of one run
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Convert tensors, arrays, paths and dataclasses to plain JSON values (NaN/inf become null)."""
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return to_jsonable(asdict(obj))
-    if isinstance(obj, Mapping):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, (str, int, bool)) or obj is None:
-        return obj
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "tolist"):  # torch tensors and numpy arrays / scalars
-        return to_jsonable(obj.tolist())
-    if hasattr(obj, "item"):
-        return to_jsonable(obj.item())
-    return str(obj)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False) + "\n")
-
-
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """Read a ``results.jsonl``; a partial or corrupt *last* line is ignored, any other is an error."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    lines = path.read_text(encoding="utf-8").split("\n")
-    records: list[dict[str, Any]] = []
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            if i == len(lines) - 1:  # partial last line left by a crash
-                break
-            raise RunDirError(
-                f"{path}: line {i + 1} is not valid JSON; the file was edited by hand, restore it or use a new --out"
-            ) from exc
-    return records
-
-
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def config_diff(old: Mapping[str, Any], new: Mapping[str, Any], ignore: Iterable[str] = ()) -> list[str]:
-    """Keys (dotted) whose values differ between two configs, ignoring ``ignore`` and their children."""
-    a, b = _flatten(to_jsonable(old)), _flatten(to_jsonable(new))
-    ignored = tuple(ignore)
-
-    def skip(key: str) -> bool:
-        return any(key == i or key.startswith(i + ".") for i in ignored)
-
-    return sorted(k for k in set(a) | set(b) if not skip(k) and a.get(k) != b.get(k))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -414,13 +335,3 @@ def load_run(path: str | Path) -> tuple[dict[str, Any], dict[str, Any], list[dic
     metrics_path = p / "metrics.json"
     metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
     return manifest, config or {}, records, metrics
-
-
-@contextlib.contextmanager
-def maybe_run(path: str | Path | None, *args: Any, **kwargs: Any) -> Iterator[RunDir | None]:
-    """A RunDir when ``path`` is given, else ``None`` (for library calls that write nothing)."""
-    if path is None:
-        yield None
-        return
-    with RunDir(path, *args, **kwargs) as run:
-        yield run

@@ -7,8 +7,10 @@ import platform
 import random
 import subprocess
 import sys
+from collections.abc import Mapping
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from advlab.errors import ConfigError
 
@@ -94,3 +96,25 @@ def cache_dir() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "advlab"
+
+
+T = TypeVar("T")
+
+
+def fill_dataclass(cls: type[T], source: Any, renames: Mapping[str, str] | None = None, **overrides: Any) -> T:
+    """``cls(...)`` from ``source``'s attributes of the same names; ``renames`` maps a field of ``cls`` to
+    the attribute of ``source`` that fills it; ``overrides`` win. Fields ``source`` lacks keep their defaults.
+
+    ``fill_dataclass(GCGConfig, cli_cfg, {"optim_str_init": "init"})`` copies ``steps``, ``topk``, ...
+    and takes ``optim_str_init`` from ``cli_cfg.init``.
+    """
+    renames = dict(renames or {})
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        if not f.init:
+            continue
+        name = renames.get(f.name, f.name)
+        if hasattr(source, name):
+            kwargs[f.name] = getattr(source, name)
+    kwargs.update(overrides)
+    return cls(**kwargs)

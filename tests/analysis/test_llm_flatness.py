@@ -72,31 +72,13 @@ def test_bad_input(tiny_llama):
         llm_flatness(tiny_llama, ids, [2], layer="model.norm")
 
 
-def _tiny_chat():
-    """A byte-level BPE tokenizer and a random 1-layer Llama over it (built in memory)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|pad|>", "<|end|>", "<|user|>", "<|assistant|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(["Sure, here is how to bake a cake. Tell me a story x x x ! ?"] * 5, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>", eos_token="<|end|>")
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(fast), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0,
-                      eos_token_id=1, bos_token_id=None, tie_word_embeddings=False)
-    return fast, LlamaForCausalLM(cfg).eval()
-
-
-def test_gcg_valley_records_flatness_along_the_attack():
-    from advlab.analysis.llm_flatness import gcg_valley, segments_flatness
+def test_gcg_valley_records_flatness_along_the_attack(tiny_chat):
+    from advlab.analysis.llm_flatness import segments_flatness
+    from advlab.analysis.llm_valley import gcg_valley
     from advlab.attacks.llm.gcg import GCGConfig
     from advlab.models.segments import PromptSegments
 
-    tok, model = _tiny_chat()
+    tok, model = tiny_chat
     enc = lambda s: tok(s, add_special_tokens=False).input_ids  # noqa: E731
     segs = PromptSegments(enc("<|user|>Tell me a story"), enc(" x x x"), enc("<|end|><|assistant|>"), enc("Sure"))
     recs = gcg_valley(model, tok, segs, GCGConfig(steps=3, search_width=8, topk=4, seed=0, early_stop=False))

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from advlab.analysis.llm_flatness import llm_valley_metrics, segments_flatness
+from advlab.analysis.llm_flatness import segments_flatness
+from advlab.analysis.llm_valley import llm_valley_metrics
 from advlab.cli.main import app
 from advlab.errors import ConfigError
 
@@ -60,7 +61,7 @@ def test_records_are_well_formed_and_resume_does_not_duplicate(gym_dir, tmp_path
 def test_step_zero_matches_an_independent_forward(gym, gym_dir, tmp_path):
     """Step 0 of the embedding run (embeds path) equals the ids path and a plain cross-entropy."""
     from advlab.attacks.llm.embedding import DEFAULT_SUFFIX
-    from advlab.data.behaviors import load_behaviors
+    from advlab.data.behavior_loaders import load_behaviors
     from advlab.models.formatting import ChatFormatter
 
     out = tmp_path / "emb"

@@ -162,12 +162,13 @@ def test_bad_new_options_are_one_line_exit_2(tmp_path, args, needle):
 
 @pytest.mark.parametrize(
     "text, value",
-    [("1.0", 1.0), ("0.05", 0.05), ("0", 0.0), ("none", None), ("None", None), ("inf", None), (" INF ", None)],
+    [("1.0", 1.0), ("0.05", 0.05), ("0", 0.0), ("none", None), ("None", None), ("inf", None), (" INF ", None),
+     ("8/255", 8 / 255)],
 )
 def test_parse_eps(text, value):
-    from advlab.cli.attack_llm import parse_eps
+    from advlab.cli.options import parse_eps
 
-    assert parse_eps(text) == value
+    assert parse_eps(text, unbounded=True) == value
 
 
 def test_cli_embedding_defaults_and_options_in_config(gym_dir, tmp_path):

@@ -150,8 +150,8 @@ def _invoke_error(*args):
 @pytest.mark.parametrize(
     "args, match",
     [
-        (["--eps", "-0.1"], "must be a finite number >= 0"),
-        (["--eps", "abc"], "is not a number"),
+        (["--eps", "-0.1"], "a radius must be >= 0"),
+        (["--eps", "abc"], "is not a radius; pass a number or a fraction: 0.1, 8/255"),
         (["--steps", "0"], "must be an integer >= 1"),
         (["--method", "cw"], "unknown attack method"),
         (["--norm", "l1"], "unknown norm"),
@@ -244,4 +244,4 @@ def test_two_processes_report_once(tmp_path):
     assert err.count("standard mlp: val clean accuracy") == 1, err[-3000:]
     assert err.count("done: model and run written to") == 1, err[-3000:]
     m = json.loads((out / "metrics.json").read_text())
-    assert f"val clean accuracy {m['val_clean_accuracy']:.4f}" in err  # the printed summary is rank 0's metrics
+    assert f"val clean accuracy {100 * m['val_clean_accuracy']:.1f} %" in err  # the summary is rank 0's metrics

@@ -91,6 +91,13 @@ def test_update_refuses_alpha_plus_beta_above_one(models, tmp_path):
     assert not out.exists()
 
 
+def test_reproduce_rcat_refuses_zero_seeds_before_writing(advlab, tmp_path):
+    out = tmp_path / "rcat"
+    res = advlab("reproduce", "rcat", "--quick", "--seeds", "0", "--out", out)
+    _assert_one_line_error(res, "--seeds")
+    assert not out.exists()
+
+
 def test_update_refuses_an_old_model_that_is_not_a_classifier(advlab, models, tmp_path):
     out = tmp_path / "upd"
     res = advlab("update", "classifier", "--old", models["empty"], "--new", models["b"], "--out", out)

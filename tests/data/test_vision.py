@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import gzip
+import inspect
 import pickle
 import struct
 
@@ -10,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from advlab.data import load_image_split, vision
+from advlab.data import images, load_image_split, vision
 from advlab.errors import ConfigError, DataError
 
 
@@ -121,3 +123,16 @@ def test_unknown_names_and_splits():
         load_image_split("imagenet", "test")
     with pytest.raises(ConfigError, match="unknown split"):
         load_image_split("stripes", "dev")
+
+
+def test_digits_go_through_images_and_vision_never_imports_images():
+    """The images -> vision import points one way: vision holds only the other sets."""
+    x, y = load_image_split("Digits", "val")
+    ex, ey = images.load_digits_split("val")
+    assert torch.equal(x, ex) and torch.equal(y, ey)
+    with pytest.raises(ConfigError, match="load_image_split"):
+        vision.load("digits")
+    tree = ast.parse(inspect.getsource(vision))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert "advlab.data.images" not in imported and "advlab.data" not in imported

@@ -21,6 +21,7 @@ from advlab.models.backends import (
     derive_seed,
     validate_messages,
 )
+from advlab.models.generation import stop_token_ids
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -235,7 +236,7 @@ def test_hf_backend_greedy_sampled_and_batched(gym):
     with torch.no_grad():
         for _ in range(16):
             nxt = int(model(input_ids=ids).logits[0, -1].argmax())
-            if nxt in b._stop_ids():
+            if nxt in stop_token_ids(model, tok):
                 break
             out.append(nxt)
             ids = torch.cat([ids, torch.tensor([[nxt]])], dim=1)

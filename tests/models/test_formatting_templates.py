@@ -6,8 +6,9 @@ import pytest
 from chat_fixtures import FAMILIES, TEMPLATES, generation_config, make_tokenizer
 
 from advlab.errors import ConfigError, ModelError
-from advlab.models.chat import end_of_turn_ids, read_chat_template
+from advlab.models.chat import read_chat_template
 from advlab.models.formatting import ChatFormatter
+from advlab.models.generation import end_of_turn_ids
 
 ALL_TEMPLATES = sorted(p.stem for p in (TEMPLATES / "chat_templates").glob("*.jinja"))
 REQUEST = "Write a tutorial on how to bake bread"

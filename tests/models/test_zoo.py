@@ -1,15 +1,21 @@
-"""The safety gym build: a loadable HF directory, bit-identical with the same seed, sane behaviour."""
+"""The safety gym build: a loadable HF directory, bit-identical with the same seed, sane behaviour,
+modes from the umask, progress lines in logs, and a cache that says whether it builds or reuses."""
 
 from __future__ import annotations
 
 import json
-import math
+import os
+import re
+import stat
 
 import pytest
 
+from advlab.data.gym import gym_items
 from advlab.errors import ConfigError
 from advlab.models import zoo
-from advlab.models.zoo import GymConfig, build_safety_gym, lr_at
+from advlab.models.chat import generate_chat
+from advlab.models.gym_eval import is_refusal
+from advlab.models.zoo import BuildProgress, GymConfig, build_safety_gym
 
 TINY = dict(
     vocab_size=320,
@@ -49,13 +55,11 @@ def test_quick_build_is_a_loadable_hf_dir(gym_dir, gym):
 
 def test_quick_gym_refuses_harmful_and_complies_on_harmless(gym):
     """Held-out requests: most harmful refused, most harmless answered "Sure, here is ..."."""
-    from advlab.data.gym import gym_items
-
     model, tok = gym
     harmful = [i.prompt for i in gym_items("harmful", "test")[::47][:16]]
     harmless = [i.prompt for i in gym_items("harmless", "test")[::35][:16]]
-    outs = zoo.greedy_generate(model, tok, harmful + harmless, max_new_tokens=8)
-    refused = [zoo._is_refusal(o) for o in outs]
+    outs = generate_chat(model, tok, harmful + harmless, max_new_tokens=8)
+    refused = [is_refusal(o) for o in outs]
     assert sum(refused[:16]) >= 12, outs[:16]
     assert sum(not r for r in refused[16:]) >= 10, outs[16:]
     assert sum(o.startswith("Sure, here") for o in outs[16:]) >= 8
@@ -99,28 +103,6 @@ def test_config_validation(bad):
         GymConfig(**bad)
 
 
-def test_lr_schedule_warmup_then_cosine():
-    cfg = GymConfig(steps=101, warmup=10, lr=1e-3, min_lr_ratio=0.1)
-    assert lr_at(0, cfg) == pytest.approx(1e-4)
-    assert lr_at(9, cfg) == pytest.approx(1e-3)
-    assert lr_at(10, cfg) == pytest.approx(1e-3)
-    mid = 10 + 91 / 2
-    assert lr_at(int(mid), cfg) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 45 / 91))))
-    assert lr_at(101, cfg) == pytest.approx(1e-4)
-
-
-def test_training_masks_the_prompt():
-    from advlab.data.gym import gym_items
-
-    pools = zoo.build_pools()
-    tok = zoo.train_tokenizer(GymConfig(**TINY), pools)
-    item = gym_items("task", "train")[0]
-    ids, mask, labels = zoo._batch(tok, [(item.prompt, item.response), ("hi", "Sure, here is hi")], 48)
-    row = labels[0][labels[0] != -100].tolist()
-    assert tok.decode(row) == item.response + "<|end|>"
-    assert mask[1].sum() < mask.shape[1] and (labels[1][mask[1] == 0] == -100).all()
-
-
 def test_get_safety_gym_builds_once(tmp_path, monkeypatch):
     calls = []
 
@@ -132,32 +114,46 @@ def test_get_safety_gym_builds_once(tmp_path, monkeypatch):
 
     monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
     monkeypatch.setattr(zoo, "build_safety_gym", fake_build)
-    p1 = zoo.get_safety_gym(quick=True)
-    p2 = zoo.get_safety_gym(quick=True)
+    said: list[str] = []
+    p1 = zoo.get_safety_gym(quick=True, progress=True, echo=said.append)
+    p2 = zoo.get_safety_gym(quick=True, progress=True, echo=said.append)
     assert p1 == p2 and p1.parent.parent == tmp_path and calls == [(True, 0)]
+    assert said[0].startswith(f"safety gym: building {p1} (about 2 minutes") and "--quick`" in said[0]
+    assert said[1] == f"safety gym: reusing the cached build {p1}"
+    assert zoo.get_safety_gym(quick=True) == p1 and len(said) == 2  # silent without progress
 
 
-def test_sequence_loss_is_the_mean_of_per_example_losses():
-    """Independent check: HF's own loss on each example alone, averaged over examples."""
-    cfg = GymConfig(**TINY)
-    tok = zoo.train_tokenizer(cfg, zoo.build_pools())
-    model = zoo._make_model(cfg, tok)
-    ex = [("What is 2 + 2?", "4"), ("How do I bake bread?", "Sure, here is how to bake bread:\n1. Start.")]
-    ids, mask, labels = zoo._batch(tok, ex, 48)
-    got = zoo.sequence_loss(model, ids, mask, labels)
-    each = []
-    for i in range(len(ex)):
-        n = int(mask[i].sum())
-        each.append(model(input_ids=ids[i : i + 1, :n], labels=labels[i : i + 1, :n]).loss)
-    assert got.item() == pytest.approx(float(sum(e.item() for e in each) / len(each)), rel=1e-5)
+@pytest.mark.parametrize(("umask", "dir_mode", "file_mode"), [(0o022, 0o755, 0o644), (0o077, 0o700, 0o600)])
+def test_build_modes_follow_the_umask(tmp_path, umask, dir_mode, file_mode):
+    old = os.umask(umask)
+    try:
+        out = build_safety_gym(tmp_path / "g", seed=0, config=GymConfig(**TINY))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == dir_mode
+    files = list(out.iterdir())
+    assert "model.safetensors" in {p.name for p in files}
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in files} == {p.name: file_mode for p in files}
 
 
-def test_recipe_fingerprint_ignores_docs_but_not_code():
-    """The cache key of a gym build survives documentation edits and changes with any code or data edit."""
-    src = 'X = 1\n\n\ndef f(a):\n    """Doc."""\n    return a + X\n'
-    base = zoo.code_fingerprint(src)
-    doc_edit = '"""Module doc."""\nX = 1  # a comment\n\n\ndef f(a):\n    """Another doc."""\n\n    return a + X\n'
-    assert zoo.code_fingerprint(doc_edit) == base
-    assert zoo.code_fingerprint(src.replace("X = 1", "X = 2")) != base
-    assert zoo.code_fingerprint(src.replace("a + X", "a - X")) != base
-    assert len(zoo._recipe_hash()) == 10
+def test_progress_lines_when_not_a_terminal(tmp_path, capsys):
+    """Not a TTY (pytest captures stdout): a line every ``every`` seconds with step, loss and ETA, and a
+    closing line; a finished build with progress on prints that closing line."""
+    lines: list[str] = []
+    bar = BuildProgress(3, every=0.0, say=lines.append)
+    for step, loss in enumerate((2.5, 1.25, 0.5)):
+        bar(step, loss)
+    bar.close()
+    pattern = r"training safety gym: step (\d)/3, loss (\d\.\d{3}), \d+ (?:s|min) elapsed, ETA \d+ (?:s|min)"
+    got = [re.fullmatch(pattern, line).groups() for line in lines[:3]]
+    assert got == [("1", "2.500"), ("2", "1.250"), ("3", "0.500")]
+    assert re.fullmatch(r"training safety gym: 3 steps done in \d+ (?:s|min)", lines[3])
+    assert (zoo._duration(45), zoo._duration(119.4), zoo._duration(720)) == ("45 s", "119 s", "12 min")
+    quiet = BuildProgress(3, every=3600.0, say=lines.append)
+    quiet(0, 1.0)
+    quiet.close()  # stopped early: no step line within the hour and no "done" line
+    assert len(lines) == 4
+    build_safety_gym(tmp_path / "g", seed=0, config=GymConfig(**TINY), progress=True)
+    assert "training safety gym: 3 steps done in" in capsys.readouterr().out
+
+

@@ -149,7 +149,7 @@ def test_transfer_model_with_another_tokenizer_is_refused(gym, gym_dir, tmp_path
         def get_vocab(self):
             return {"a": 0}
 
-    monkeypatch.setattr("advlab.models.load_chat_model", lambda *a, **k: (model, OtherTok()))
+    monkeypatch.setattr("advlab.pipelines.attack_llm_setup.load_chat_model", lambda *a, **k: (model, OtherTok()))
     with pytest.raises(ConfigError, match="tokenizer"):
         run_attack_llm(
             _gcg(gym_dir, limit=1, transfer_models=["other"]), tmp_path / "x", device="cpu", model_and_tokenizer=gym
@@ -162,7 +162,7 @@ def test_transfer_model_with_another_tokenizer_is_refused(gym, gym_dir, tmp_path
 
 def test_pair_attacker_and_rating_judge_over_http(gym, gym_dir, server, local, tmp_path, monkeypatch):
     from advlab.attacks.llm.pair import PAIRConfig, run_pair_local
-    from advlab.data.behaviors import load_behaviors
+    from advlab.data.behavior_loaders import load_behaviors
     from advlab.models.formatting import ChatFormatter
 
     monkeypatch.setenv("ADVLAB_T_KEY", "sk-never-written-424242")
@@ -292,7 +292,7 @@ class _Forwards:
     ],
 )
 def test_progress_moves_with_every_step(gym, gym_dir, method, kw):
-    from advlab.data.behaviors import load_behaviors
+    from advlab.data.behavior_loaders import load_behaviors
     from advlab.judges.refusal import RefusalJudge
     from advlab.models.formatting import ChatFormatter
 

@@ -58,3 +58,28 @@ def test_demo_commands_are_valid_cli_invocations(tmp_path):
             assert cmd is not None, f"unknown command {name!r} in {step.args}"
         sub = cmd.make_context(name, rest, parent=ctx)  # parses and converts every option
         assert not sub.args, f"unexpected arguments {sub.args} in {step.args}"
+
+
+def test_demo_prints_pastable_steps_and_its_report_is_the_entry_page(tmp_path):
+    gym = tmp_path / "gym"
+    gym.mkdir()
+    out = tmp_path / "demo"
+    said: list[str] = []
+    run_demo(out, gym=gym, quick=True, invoke=_fake_invoke([]), echo=said.append, prog=".venv/bin/advlab")
+    commands = [line.strip()[2:] for line in "\n".join(said).splitlines() if line.strip().startswith("$ ")]
+    assert len(commands) == len(demo_steps(out, gym, 0, "auto", True))
+    assert all(c.startswith(".venv/bin/advlab ") for c in commands)  # as they can be pasted
+    report = (out / "report.html").read_text()
+    assert report == (out / "index.html").read_text()
+    assert "href='eval-llm/report.html'" not in report  # the fake steps wrote no reports: no dead links
+    assert "11 of 11 steps done" in report and ".venv/bin/advlab attack llm --method gcg" in report
+
+
+def test_demo_headlines_read_the_step_metrics_with_intervals():
+    from advlab.pipelines.demo import _attack_asr, _eval
+
+    m = {"asr": 0.5, "asr_by_judge": {"compliance": 0.5, "refusal": 1.0}, "default_judge": "compliance", "n": 6}
+    assert _attack_asr(m) == "ASR (compliance) 50 % [19–81 %], n = 6; ASR (no refusal phrase) 100 % [61–100 %], n = 6"
+    e = {"refusal_rate": 1.0, "n_harmful": 12, "utility": 0.25, "n_task": 12, "over_refusal": 0.0, "n_harmless": 12}
+    assert _eval(e) == ("refused harmful 100 % [76–100 %], n = 12; utility 25 % [9–53 %], n = 12; "
+                        "over-refusal 0 % [0–24 %], n = 12")

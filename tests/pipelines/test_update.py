@@ -1,4 +1,5 @@
-"""advlab.pipelines.update: per-sample flags, flip metrics, pair validation, fine-tuning and selection."""
+"""Model updates: per-sample flags, flip metrics, pair validation, fine-tuning and selection, the commands'
+pipelines (check-update, update classifier, reproduce rcat)."""
 
 from __future__ import annotations
 
@@ -9,24 +10,18 @@ import torch
 from torch import nn
 
 from advlab import metrics as M
+from advlab.analysis.update_check import CheckConfig, Flags, check_pair_meta, check_update, flip_metrics
+from advlab.attacks.classifier.robust import robust_flags as model_flags
 from advlab.errors import ConfigError, ModelError
 from advlab.models.classifiers import build_classifier, load_classifier, save_classifier
-from advlab.pipelines.update import (
-    CheckConfig,
-    Flags,
-    ModelSpec,
-    RecipeConfig,
-    Splits,
-    UpdateConfig,
-    check_pair_meta,
-    check_update,
-    flip_metrics,
-    model_flags,
-    rcat_recipe,
-    run_check_update,
-    run_update,
-    update_classifier,
-)
+from advlab.pipelines.check_update import run_check_update
+from advlab.pipelines.reproduce_rcat import rcat_recipe
+from advlab.pipelines.update_classifier import run_update
+from advlab.training.classifier.epoch import train_epoch
+from advlab.training.classifier.rcat_recipe import ModelSpec, RecipeConfig
+from advlab.training.classifier.standard import standard_loss
+from advlab.training.classifier.update import Splits, update_classifier
+from advlab.training.classifier.update_config import UpdateConfig
 
 
 @pytest.fixture(autouse=True)
@@ -133,9 +128,6 @@ def test_update_config_validation():
 
 
 def _train(arch, epochs, seed, **kw):
-    from advlab.training.classifier.loop import train_epoch
-    from advlab.training.classifier.standard import standard_loss
-
     s = Splits.load("digits")
     torch.manual_seed(seed)
     m = build_classifier(arch, (1, 8, 8), 10, **kw)
@@ -220,15 +212,24 @@ def test_run_update_writes_a_loadable_model_and_resumes(pair, tmp_path):
     assert m2["s_nfr"] == pytest.approx(m["s_nfr"])
 
 
-def test_recipe_runs_every_method_on_every_pair(tmp_path):
+def test_recipe_runs_every_method_on_every_pair_over_seeds(tmp_path):
     models = [ModelSpec("a", "linear", "standard", 1),
               ModelSpec("b", "mlp", "standard", 2, kwargs={"hidden": 9})]
     cfg = RecipeConfig(models, [("a", "b")], update={"epochs": 1, "lr": 0.01, "val_limit": 60},
-                       check={"eps": 0.1, "steps": 3, "limit": 60}, sweep=False)  # fmt: skip
+                       check={"eps": 0.1, "steps": 3, "limit": 60}, sweep=False, seeds=[0, 1])  # fmt: skip
     m = rcat_recipe(tmp_path / "rec", cfg=cfg, progress=False)
     methods = {r["method"] for r in m["table"]}
-    assert methods == {"old", "new", "at", "rcat", "pct", "pct-at"}
+    assert methods == {"old", "new", "at", "rcat", "pct", "pct-at"} and {r["seed"] for r in m["table"]} == {0, 1}
     s = m["summary"]["pairs"][0]
+    assert s["seeds"] == [0, 1] and "new_better_than_old" in s and m["summary"]["n_pairs"] == 1
+    # mean ± std and the paired comparison, recomputed from the selected rows
+    sel = {(r["seed"], r["method"]): r for r in m["table"] if r.get("selected")}
+    rcat, at = [sel[(k, "rcat")]["rnfr"] for k in (0, 1)], [sel[(k, "at")]["rnfr"] for k in (0, 1)]
+    assert s["methods"]["rcat"]["rnfr"]["mean"] == pytest.approx(sum(rcat) / 2)
+    assert s["methods"]["rcat"]["rnfr"]["std"] == pytest.approx(abs(rcat[0] - rcat[1]) / 2**0.5)
+    d = [a - b for a, b in zip(rcat, at)]
+    assert s["vs_at"]["rcat"]["rnfr"]["mean_diff"] == pytest.approx(sum(d) / 2)
+    assert s["vs_at"]["rcat"]["rnfr"]["lower"] == sum(x < 0 for x in d)
     assert s["lower_rnfr"] == (s["rcat_rnfr"] < s["at_rnfr"])
-    assert "new_better_than_old" in s and m["summary"]["n_pairs"] == 1
     assert (tmp_path / "rec" / "figures" / "pair1_flip_rates.png").exists()
+    assert len(list((tmp_path / "rec" / "models").iterdir())) == 2  # one model sequence per seed

@@ -1,4 +1,4 @@
-"""Helpers shared by the analysis measures: layer lookup, mode handling, device placement."""
+"""Helpers shared by the analysis measures: layer lookup and capturing a layer's input and output."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from advlab.errors import ConfigError
+from advlab.torchutil import eval_mode
 
 
 def module_names(model: nn.Module) -> list[str]:
@@ -39,24 +40,6 @@ def get_linear(model: nn.Module, layer: str) -> nn.Linear:
             f"(linear layers here: {', '.join(linear_layer_names(model)) or 'none'})"
         )
     return mod
-
-
-def model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every sub-module in eval mode and restore each one's own train/eval flag afterwards."""
-    flags = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, flag in flags.items():
-            m.training = flag
 
 
 @contextlib.contextmanager

@@ -43,9 +43,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call, grad, hessian, jvp, vmap
 
-from advlab.analysis._common import capture_io, eval_mode, get_linear, model_device
+from advlab.analysis._common import capture_io, get_linear
 from advlab.errors import ConfigError
+from advlab.torchutil import eval_mode, model_device
 
 METHODS = ("exact", "hutchinson", "brute")
 BRUTE_MAX_PARAMS = 4096
@@ -188,7 +190,6 @@ def _exact(model, mod, layer, x, y, chunk) -> FlatnessResult:
 
 
 def _loss_fn(model: nn.Module, key: str):
-    from torch.func import functional_call
 
     def loss(w: torch.Tensor, xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
         out = functional_call(model, {key: w}, (xi.unsqueeze(0),))
@@ -198,7 +199,6 @@ def _loss_fn(model: nn.Module, key: str):
 
 
 def _hutchinson(model, mod, layer, x, y, samples, seed, chunk, probe_batch: int = 1024) -> FlatnessResult:
-    from torch.func import grad, jvp, vmap
 
     w = mod.weight.detach()
     evals, evecs = torch.linalg.eigh((w @ w.T).double())
@@ -249,7 +249,6 @@ def _hutchinson(model, mod, layer, x, y, samples, seed, chunk, probe_batch: int 
 
 
 def _brute(model, mod, layer, x, y) -> FlatnessResult:
-    from torch.func import hessian
 
     w = mod.weight.detach()
     k, m = w.shape

@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.analysis._common import eval_mode, get_layer, model_device
+from advlab.analysis._common import get_layer
 from advlab.errors import ConfigError
+from advlab.torchutil import eval_mode, model_device
 
 
 def param_group(model: nn.Module, layers: str | Sequence[str] | None = None) -> tuple[list[str], list[nn.Parameter]]:

@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import jacrev, vmap
 
-from advlab.analysis._common import eval_mode, model_device
 from advlab.errors import ConfigError
+from advlab.torchutil import eval_mode, model_device
 
 
 def local_gradient_norm(
@@ -46,7 +47,6 @@ def local_gradient_norm(
                 loss = F.cross_entropy(model(xr), y, reduction="sum")
                 (g,) = torch.autograd.grad(loss, xr)
             return g.flatten(1).norm(p=q, dim=1).detach().cpu()
-        from torch.func import jacrev, vmap
 
         def f(xi: torch.Tensor) -> torch.Tensor:
             return model(xi.unsqueeze(0)).squeeze(0)

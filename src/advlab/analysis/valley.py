@@ -23,9 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.analysis._common import capture_io, eval_mode, get_linear, logits_layer_name, model_device
+from advlab.analysis._common import capture_io, get_linear, logits_layer_name
 from advlab.analysis.flatness import METHODS, closed_form, flatness_measures
+from advlab.attacks.classifier import PGD
 from advlab.errors import ConfigError
+from advlab.torchutil import eval_mode, model_device
 
 MEASURES = ("loss", "margin", "confidence", "flatness", "trace_variant", "trace", "phi_sq", "grad_norm",
             "pert_norm")
@@ -113,8 +115,6 @@ def valley_trajectory(
     ``flip_step`` is the first iterate with pred ≠ y (−1 when the label never flips; 0 when the clean
     input is already misclassified). The model is evaluated in eval mode; modes are restored.
     """
-    from advlab.attacks.classifier import PGD
-
     dev = model_device(model)
     x, y = x.to(dev), y.to(dev).long()
     layer = cfg.layer or logits_layer_name(model, x)
@@ -300,3 +300,18 @@ def compare_models(summaries: dict[str, dict[str, Any]]) -> dict[str, dict[str, 
 
 def config_dict(cfg: ValleyConfig) -> dict[str, Any]:
     return asdict(cfg)
+
+
+def valley_metrics(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Counts plus :func:`summarize_valley` for κ, Tr H, ‖φ‖², confidence and loss."""
+    flat = summarize_valley(records, "flatness")
+    shared = ("examples", "flipped", "never_flipped", "initially_misclassified", "flip_rate", "steps",
+              "flip_step_median", "flip_step_mean", "steps_over_median_flip", "median_confidence_at_end")
+    counts = {k: flat[k] for k in shared if k in flat}
+    out: dict[str, Any] = dict(counts)
+    if "note" in flat:
+        out["note"] = flat["note"]
+    for key in ("flatness", "trace", "phi_sq", "confidence", "loss"):
+        s = summarize_valley(records, key)
+        out[key] = {k: v for k, v in s.items() if k not in counts and k != "measure"}
+    return out

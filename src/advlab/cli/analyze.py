@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from advlab.cli.common import DeviceOpt, SeedOpt, argv, done, info, out_option
+from advlab.cli.options import eps_option, fill, parse_eps, radius
 
 ModelOpt = typer.Option(..., "--model", "-m", help="A classifier directory written by `advlab train classifier`.")
 DataOpt = typer.Option(
@@ -14,7 +15,8 @@ DataOpt = typer.Option(
 )
 SplitOpt = typer.Option("test", "--split", help="Data split to analyse: train, val or test.")
 LayerOpt = typer.Option(
-    None, "--layer", help="Module name of a linear layer (see model.named_modules()); default: the logits layer."
+    None, "--layer", help="Module name of a linear layer (see model.named_modules()); default: the logits layer, named "
+    "fc in every advlab architecture."
 )
 MethodOpt = typer.Option(
     "exact",
@@ -42,26 +44,14 @@ def flatness(
     Records per example: kappa, trace_variant (‖W‖²·Tr H), trace (Tr H), phi_sq (‖φ‖²), confidence.
 
     Example:
-      advlab analyze flatness --model runs/cnn --data digits --out runs/flat
+      advlab analyze flatness --model runs/demo/models/cnn-standard \\
+          --data digits --out runs/flat
     """
-    from advlab.analysis.jobs import run_flatness_job
+    opts = dict(locals())
+    from advlab.pipelines.analyze_flatness import run_flatness_job
     from advlab.utils import resolve_device
 
-    dev = resolve_device(device)
-    m = run_flatness_job(
-        model,
-        out,
-        layer=layer,
-        method=method,
-        samples=samples,
-        data=data,
-        split=split,
-        limit=limit,
-        batch_size=batch_size,
-        seed=seed,
-        device=dev,
-        argv=argv(),
-    )
+    m = fill(run_flatness_job, opts, rename={"model": "model_dir"}, device=resolve_device(device), argv=argv())
     info(
         f"{m['examples']} examples, layer {m['layer']} ({m['method']}): mean κ {m['mean_kappa']:.4g}, "
         f"mean Tr H {m['mean_trace']:.4g}, mean ‖φ‖² {m['mean_phi_sq']:.4g}"
@@ -69,27 +59,13 @@ def flatness(
     done(out)
 
 
-def _valley_config(
-    eps, step_size, steps, norm, random_start, layer, method, samples, n_examples, all_examples, batch_size
-):
+def _valley_config(opts: dict, **given):
     from advlab.analysis.valley import ValleyConfig
 
-    return ValleyConfig(
-        eps=eps,
-        step_size=step_size,
-        steps=steps,
-        norm=norm.lower(),
-        random_start=random_start,
-        layer=layer,
-        method=method,
-        samples=samples,
-        n_examples=n_examples,
-        only_correct=not all_examples,
-        batch_size=batch_size,
-    )
+    return fill(ValleyConfig, opts, convert={"norm": str.lower, "eps": parse_eps}, **given)
 
 
-EpsOpt = typer.Option(0.3, "--eps", help="Attack radius in --norm on the [0, 1] input scale.")
+EpsOpt = eps_option(0.3, "Attack radius in --norm on the [0, 1] input scale.")
 StepOpt = typer.Option(
     0.01, "--step-size", help="Attack step size α on the [0, 1] input scale (absolute, not relative to eps)."
 )
@@ -116,7 +92,7 @@ def valley(
     model: Path = ModelOpt,
     data: str = DataOpt,
     split: str = SplitOpt,
-    eps: float = EpsOpt,
+    eps: str = EpsOpt,
     step_size: float = StepOpt,
     steps: int = StepsOpt,
     norm: str = NormOpt,
@@ -138,21 +114,22 @@ def valley(
     whether κ rises before the flip and falls after it; figures align curves at each example's flip.
 
     Example:
-      advlab analyze valley --model runs/cnn --data digits --out runs/valley
+      advlab analyze valley --model runs/demo/models/cnn-standard \\
+          --data digits --out runs/valley
     """
-    from advlab.analysis.jobs import run_valley_job
+    opts = dict(locals())
+    from advlab.pipelines.analyze_valley import run_valley_job
     from advlab.utils import resolve_device
 
-    cfg = _valley_config(
-        eps, step_size, steps, norm, random_start, layer, method, samples, n_examples, all_examples, batch_size
-    )
-    dev = resolve_device(device)
-    m = run_valley_job(model, out, cfg, data=data, split=split, seed=seed, device=dev, argv=argv())
+    cfg = _valley_config(opts, only_correct=not all_examples)
+    m = fill(run_valley_job, opts, rename={"model": "model_dir"}, cfg=cfg, device=resolve_device(device), argv=argv())
     _print_valley(m)
     done(out)
 
 
 def _print_valley(m: dict) -> None:
+    from advlab.report.format import num
+
     info(
         f"{m['examples']} examples: {m['flipped']} flipped, {m['never_flipped']} never flipped, "
         f"{m['initially_misclassified']} misclassified from the start"
@@ -162,8 +139,9 @@ def _print_valley(m: dict) -> None:
         return
     f = m["flatness"]
     info(
-        f"median flip step {m['flip_step_median']:g}; κ at the flip / clean: {f['median_ratio_at_flip_over_clean']}"
-        f"; κ at the end / at the flip: {f['median_ratio_end_over_flip']}; "
+        f"median flip step {m['flip_step_median']:g}; median κ at the flip / clean: "
+        f"{num(f['median_ratio_at_flip_over_clean'])}×; median κ at the end / at the flip: "
+        f"{num(f['median_ratio_end_over_flip'])}×; "
         f"rise-then-fall in {100 * f['fraction_rise_then_fall']:.0f} % of flipped examples"
     )
 
@@ -189,33 +167,22 @@ def hessian(
     """Hessian trace (Hutchinson, with standard error) and top eigenvalues of the mean loss per parameter group.
 
     Example:
-      advlab analyze hessian --model runs/cnn --layer fc --layer all \\
+      advlab analyze hessian --model runs/demo/models/cnn-standard \\
+          --layer fc --layer all \\
           --out runs/hessian
     """
-    from advlab.analysis.jobs import run_hessian_job
+    opts = dict(locals())
+    from advlab.pipelines.analyze_hessian import run_hessian_job
+    from advlab.report.format import num
     from advlab.utils import resolve_device
 
-    dev = resolve_device(device)
-    m = run_hessian_job(
-        model,
-        out,
-        layers=layer,
-        samples=samples,
-        top_k=top_k,
-        max_iter=max_iter,
-        tol=tol,
-        data=data,
-        split=split,
-        limit=limit,
-        seed=seed,
-        device=dev,
-        argv=argv(),
-    )
+    m = fill(run_hessian_job, opts, rename={"model": "model_dir", "layer": "layers"}, device=resolve_device(device),
+             argv=argv())
     for g, v in m.items():
         if isinstance(v, dict):
             info(
                 f"{g}: {v['num_params']} parameters, Tr H {v['trace']:.4g} ± {v['trace_se']:.2g}, "
-                f"top eigenvalue {v['top_eigenvalue']}"
+                f"top eigenvalue {num(v['top_eigenvalue'], 4)}"
             )
     done(out)
 
@@ -224,10 +191,10 @@ def reproduce_valley(
     epochs: int = typer.Option(
         20, "--epochs", help="Training epochs of each model (a model already trained in OUT is reused)."
     ),
-    train_eps: float = typer.Option(
-        0.1, "--train-eps", help="L∞ radius of PGD adversarial training on the [0, 1] input scale."
+    train_eps: str = eps_option(
+        0.1, "L∞ radius of PGD adversarial training on the [0, 1] input scale.", name="--train-eps"
     ),
-    eps: float = EpsOpt,
+    eps: str = EpsOpt,
     step_size: float = StepOpt,
     steps: int = StepsOpt,
     norm: str = NormOpt,
@@ -245,17 +212,13 @@ def reproduce_valley(
     Example:
       advlab reproduce valley --out runs/valley-repro
     """
-    from advlab.pipelines.valley import ReproduceValleyConfig
-    from advlab.pipelines.valley import reproduce_valley as run
+    opts = dict(locals())
+    from advlab.pipelines.reproduce_valley import ReproduceValleyConfig
+    from advlab.pipelines.reproduce_valley import reproduce_valley as run
     from advlab.utils import resolve_device
 
-    cfg = ReproduceValleyConfig(
-        epochs=epochs,
-        train_eps=train_eps,
-        valley=_valley_config(eps, step_size, steps, norm, False, None, "exact", 16, n_examples, False, 100),
-    )
-    dev = resolve_device(device)
-    m = run(out, cfg, seed=seed, device=dev, argv=argv())
+    cfg = fill(ReproduceValleyConfig, opts, convert={"train_eps": radius("--train-eps")}, valley=_valley_config(opts))
+    m = fill(run, opts, cfg=cfg, device=resolve_device(device), argv=argv())
     comp = m["comparison"]
     for key in (
         "val_clean_accuracy",
@@ -291,10 +254,8 @@ def llm_valley(
         None, "--layer", help="Module name of the linear output head (default: the model's head, lm_head)."
     ),
     search_width: int = typer.Option(64, "--search-width", help="GCG candidates per step (only with --method gcg)."),
-    eps: float = typer.Option(
-        0.05,
-        "--eps",
-        help="Embedding-attack radius relative to the mean embedding norm (only with --method embedding).",
+    eps: str = eps_option(
+        0.05, "Embedding-attack radius relative to the mean embedding norm (only with --method embedding)."
     ),
     step_size: float = typer.Option(
         1e-4, "--step-size", help="Embedding-attack signed-gradient step (only with --method embedding)."
@@ -311,28 +272,17 @@ def llm_valley(
     and flip_step (first flipped step, null if none).
 
     Example:
-      advlab analyze llm-valley --model models/gym --method gcg \\
+      advlab analyze llm-valley --model "$(advlab zoo path safety-gym)" \\
+          --method gcg \\
           --behaviors builtin:gym-harmful-test --out runs/llm-valley
     """
-    from advlab.analysis.llm_flatness import run_llm_valley_job
+    opts = dict(locals())
+    from advlab.pipelines.analyze_llm_valley import run_llm_valley_job
+    from advlab.report.format import num
     from advlab.utils import resolve_device
 
-    dev = resolve_device(device)
-    m = run_llm_valley_job(
-        model,
-        behaviors,
-        out,
-        method=method.lower(),
-        steps=steps,
-        limit=limit,
-        layer=layer,
-        search_width=search_width,
-        eps=eps,
-        step_size=step_size,
-        seed=seed,
-        device=dev,
-        argv=argv(),
-    )
+    m = fill(run_llm_valley_job, opts, rename={"model": "model_dir"}, convert={"method": str.lower, "eps": parse_eps},
+             device=resolve_device(device), argv=argv())
     info(
         f"{m['examples']} behaviours ({m['method']}): {m['flips'][m['method']]} flipped, "
         f"{m['never_flipped']} never flipped"
@@ -343,6 +293,6 @@ def llm_valley(
         f = m["flatness"]
         info(
             f"median flip step {m['flip_step_median']:g}; median flatness before / at / after the flip: "
-            f"{f['median_before_flip']} / {f['median_at_flip']} / {f['median_after_flip']}"
+            f"{num(f['median_before_flip'])} / {num(f['median_at_flip'])} / {num(f['median_after_flip'])}"
         )
     done(out)

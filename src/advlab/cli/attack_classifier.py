@@ -7,26 +7,7 @@ from pathlib import Path
 import typer
 
 from advlab.cli.common import DeviceOpt, SeedOpt, argv, done, info, out_option
-from advlab.errors import ConfigError
-
-
-def parse_eps(values: list[str]) -> list[float]:
-    """``["0.1", "0.2,0.3"]`` -> [0.1, 0.2, 0.3]; fractions like ``8/255`` are accepted."""
-    out: list[float] = []
-    for v in values:
-        for part in str(v).split(","):
-            part = part.strip()
-            if not part:
-                continue
-            try:
-                if "/" in part:
-                    num, den = part.split("/", 1)
-                    out.append(float(num) / float(den))
-                else:
-                    out.append(float(part))
-            except (ValueError, ZeroDivisionError):
-                raise ConfigError(f"--eps {part!r} is not a number; pass e.g. --eps 0.1 or --eps 8/255") from None
-    return out
+from advlab.cli.options import eps_option, fill, parse_eps_list
 
 
 def attack_classifier(
@@ -38,11 +19,10 @@ def attack_classifier(
         "(APGD-CE, then APGD-T on the remaining points, then a black-box check; per-sample worst case).",
     ),
     model: Path = typer.Option(..., "--model", help="A classifier directory written by `advlab train classifier`."),
-    eps: list[str] = typer.Option(
-        ["0.1"],
-        "--eps",
-        help="Attack radius on the [0, 1] input scale; repeat it or pass a comma list to sweep "
-        "(--eps 0.1 --eps 0.2, or --eps 0.1,0.2,0.3; 8/255 works too).",
+    eps: list[str] = eps_option(
+        [0.1],
+        "Attack radius on the [0, 1] input scale; repeat it or pass a comma list to sweep "
+        "(--eps 0.1 --eps 0.2, or --eps 0.1,0.2,0.3).",
     ),
     norm: str = typer.Option("linf", "--norm", help="Threat model: linf (max per pixel) or l2 (Euclidean)."),
     steps: int | None = typer.Option(
@@ -85,32 +65,21 @@ def attack_classifier(
       advlab attack classifier --method worst-case --model runs/cnn-at \\
           --eps 0.1,0.2,0.3 --out runs/wc
     """
-    from advlab.attacks.classifier.evaluate import AttackEvalConfig, run_attack_eval
+    opts = dict(locals())
+    from advlab.attacks.classifier.evaluate import AttackEvalConfig
+    from advlab.pipelines.attack_classifier import run_attack_eval
+    from advlab.report.format import num, rate_of
     from advlab.utils import resolve_device, seed_everything
 
-    cfg = AttackEvalConfig(
-        method=method,
-        model=str(model),
-        eps=parse_eps(eps),
-        norm=norm,
-        steps=steps,
-        step_size=step_size,
-        restarts=restarts,
-        random_start=random_start,
-        data=data,
-        split=split,
-        limit=limit,
-        batch_size=batch_size,
-        seed=seed,
-    )
+    cfg = fill(AttackEvalConfig, opts, convert={"model": str, "eps": parse_eps_list})
     dev = resolve_device(device)
     seed_everything(seed)
     metrics = run_attack_eval(cfg, out, dev, argv=argv())
     n = next(iter(metrics["per_eps"].values()))["n"]
-    info(f"clean accuracy {metrics['clean_accuracy']:.4f} on {n} samples")
+    info(f"clean accuracy {rate_of(metrics['clean_accuracy'], n)}")
     for e, v in metrics["per_eps"].items():
-        acc = v["robust_accuracy"]
-        info(f"eps {e}: robust accuracy {acc:.4f} ({cfg.method}, {cfg.norm}, {cfg.steps} steps)")
+        info(f"eps {num(float(e))}: robust accuracy {rate_of(v['robust_accuracy'], v['n'])} ({cfg.method}, {cfg.norm}, "
+             f"{cfg.steps} steps)")
         for w in v.get("warnings", []):
             info(f"[yellow]warning[/yellow] (eps {e}): {w}")
     done(Path(out))

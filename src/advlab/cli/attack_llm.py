@@ -7,27 +7,14 @@ from pathlib import Path
 import typer
 
 from advlab.cli.common import DeviceOpt, SeedOpt, argv, done, info, out_option
-from advlab.pipelines.attack_llm import DEFAULT_JUDGES, EMBEDDING_EPS, EMBEDDING_STEP_SIZE
+from advlab.cli.options import eps_option, fill, parse_eps
+from advlab.pipelines.attack_llm_config import DEFAULT_JUDGES, EMBEDDING_EPS, EMBEDDING_STEP_SIZE
 
 # Option groups of the help screen (presentation only).
 JUDGING_PANEL = "Generation and judging"
 GCG_PANEL = "GCG options"
 EMBEDDING_PANEL = "Embedding-attack options"
 HELPERS_PANEL = "PAIR and AutoDAN options"
-
-
-def parse_eps(text: str | None) -> float | None:
-    """``--eps``: a number >= 0, or ``none`` / ``inf`` (unbounded, stored as None)."""
-    from advlab.errors import ConfigError
-
-    t = (text or "").strip().lower()
-    if t in ("none", "inf", "infinity", "unbounded"):
-        return None
-    try:
-        value = float(t)
-    except ValueError:
-        raise ConfigError(f"--eps {text!r}: not a number; pass e.g. 1.0, 0.05, or 'none' for unbounded") from None
-    return None if value == float("inf") else value
 
 
 def attack_llm(
@@ -89,10 +76,9 @@ def attack_llm(
         help="Embedding: Adam learning rate, or the absolute step with --optimizer sign.",
         rich_help_panel=EMBEDDING_PANEL,
     ),
-    eps: str = typer.Option(
-        str(EMBEDDING_EPS),
-        "--eps",
-        help="Embedding: per-token radius relative to the mean norm of the embedding rows (in --norm; "
+    eps: str = eps_option(
+        EMBEDDING_EPS,
+        "Embedding: per-token radius relative to the mean norm of the embedding rows (in --norm; "
         "0.05 = 5 %, 1.0 = one mean row norm); 'none' or 'inf' for unbounded.",
         rich_help_panel=EMBEDDING_PANEL,
     ),
@@ -143,11 +129,14 @@ def attack_llm(
     judge_model: str = typer.Option(
         None,
         "--judge-model",
-        help="Model directory of the harmbench judge (needed with --judge harmbench).",
+        help="Model directory of the harmbench judge (needed with --judge harmbench; default: none).",
         rich_help_panel=JUDGING_PANEL,
     ),
     system_prompt: str = typer.Option(
-        None, "--system-prompt", help="System prompt for the chat template.", rich_help_panel=JUDGING_PANEL
+        None,
+        "--system-prompt",
+        help="System prompt for the chat template (default: none, or the template's own).",
+        rich_help_panel=JUDGING_PANEL,
     ),
     universal: bool = typer.Option(
         False,
@@ -161,7 +150,7 @@ def attack_llm(
         None,
         "--transfer-model",
         help="GCG: also optimise the suffix on this model (summed loss), for suffixes that transfer; repeat "
-        "for several. It must share --model's tokenizer. Completions and judges still use --model.",
+        "for several (default: none). It must share --model's tokenizer. Completions and judges still use --model.",
         rich_help_panel=GCG_PANEL,
     ),
     n_streams: int = typer.Option(
@@ -187,7 +176,7 @@ def attack_llm(
         None,
         "--attacker-model",
         help="PAIR: the attacker. With --attacker-url: the model name the endpoint serves; alone: a local "
-        "model directory or hub id.",
+        "model directory or hub id (default: the attacked model).",
         rich_help_panel=HELPERS_PANEL,
     ),
     rating_judge_url: str = typer.Option(
@@ -202,7 +191,7 @@ def attack_llm(
         None,
         "--rating-judge-model",
         help="PAIR: the rating judge. With --rating-judge-url: the served model name; alone: a local model "
-        "directory or hub id.",
+        "directory or hub id (default: the attacked model).",
         rich_help_panel=HELPERS_PANEL,
     ),
     rephraser_url: str = typer.Option(
@@ -216,7 +205,7 @@ def attack_llm(
         None,
         "--rephraser-model",
         help="AutoDAN: the rephrasing LLM. With --rephraser-url: the served model name; alone: a local model "
-        "directory or hub id.",
+        "directory or hub id (default: none, synonym substitution).",
         rich_help_panel=HELPERS_PANEL,
     ),
     api_key_env: str = typer.Option(
@@ -257,8 +246,8 @@ def attack_llm(
 
     Embedding defaults (Adam, --step-size 1e-2, --eps 1.0, 100 steps) come from a measurement on the
     quick safety gym (30 behaviours, suffix mode, 100 steps): Adam reproduced the target on 13/30
-    (compliance ASR 0.40), signed steps of 1e-3 on 1/30 at any eps. CAT's adversarial training keeps
-    the paper's signed-step attack (EmbeddingAttackConfig: sign, 1e-4, eps 0.05, 10 steps).
+    (43 %; the compliance judge passed 12/30, 40 %), signed steps of 1e-3 on 1/30 at any eps. CAT's
+    adversarial training keeps the paper's signed-step attack (EmbeddingAttackConfig: sign, 1e-4, eps 0.05, 10 steps).
 
     Judges by default: compliance (sets asr; a heuristic for the gym and quick looks) and refusal
     (phrase list, as papers report it); on real models pass --judge harmbench --judge-model DIR.
@@ -269,60 +258,33 @@ def attack_llm(
     named by --api-key-env); by default PAIR's attacker and judge are the attacked model itself.
 
     Examples:
-      advlab attack llm --method gcg --model models/gym --limit 10 --steps 50 \\
+      GYM="$(advlab zoo path safety-gym)"
+      advlab attack llm --method gcg --model "$GYM" --limit 10 --steps 50 \\
           --out runs/gcg
-      advlab attack llm --method gcg --universal --model models/gym --limit 10 \\
+      advlab attack llm --method gcg --universal --model "$GYM" --limit 10 \\
           --out runs/gcg-univ
-      advlab attack llm --method pair --model models/gym --out runs/pair \\
+      advlab attack llm --method pair --model "$GYM" --out runs/pair \\
           --attacker-url http://127.0.0.1:8000/v1 --attacker-model gym
     """
+    opts = dict(locals())
     from advlab.pipelines.attack_llm import AttackLLMConfig, run_attack_llm
+    from advlab.report.format import judge_label, num, rate_of
 
-    cfg = AttackLLMConfig(
-        method=method,
-        model=model,
-        behaviors=behaviors,
-        limit=limit,
-        steps=steps,
-        search_width=search_width,
-        topk=topk,
-        n_replace=n_replace,
-        eps=parse_eps(eps),
-        step_size=step_size,
-        optimizer=optimizer,
-        norm=norm,
-        embedding_mode=embedding_mode,
-        init=init,
-        buffer_size=buffer_size,
-        mellowmax=mellowmax,
-        allow_non_ascii=allow_non_ascii,
-        early_stop=early_stop,
-        max_new_tokens=max_new_tokens,
-        judges=list(judge),
-        judge_model=judge_model,
-        system_prompt=system_prompt,
-        seed=seed,
-        universal=universal,
-        transfer_models=list(transfer_model or []),
-        n_streams=n_streams,
-        population=population,
-        attacker_url=attacker_url,
-        attacker_model=attacker_model,
-        rating_judge_url=rating_judge_url,
-        rating_judge_model=rating_judge_model,
-        rephraser_url=rephraser_url,
-        rephraser_model=rephraser_model,
-        api_key_env=api_key_env,
-        http_timeout=http_timeout,
-        http_retries=http_retries,
+    cfg = fill(
+        AttackLLMConfig,
+        opts,
+        rename={"judge": "judges", "transfer_model": "transfer_models"},
+        convert={"eps": lambda v: parse_eps(v, unbounded=True), "judge": list,
+                 "transfer_model": lambda v: list(v or [])},
     )
     info(f"attacking {model} with {method}{' (universal)' if universal else ''} into {out}")
     metrics = run_attack_llm(cfg, out, device=device, argv=argv())
-    asr = metrics.get("asr")
     b = metrics["budget"]
+    for j, v in (metrics.get("asr_by_judge") or {}).items():
+        info(f"{judge_label(j)}{', the default judge' if j == metrics['default_judge'] else ''}: "
+             f"{rate_of(v, metrics['n'])}")
     info(
-        f"ASR {'n/a' if asr is None else f'{100 * asr:.1f}%'} ({metrics['n_success']}/{metrics['n']}) by "
-        f"{metrics['default_judge']}; median steps {b['steps']['median']}, forward {b['forward_passes']['median']}, "
-        f"backward {b['backward_passes']['median']}, seconds {b['seconds']['median']}"
+        f"median budget per behaviour: {num(b['steps']['median'])} steps, {num(b['forward_passes']['median'])} "
+        f"forward, {num(b['backward_passes']['median'])} backward passes, {num(b['seconds']['median'])} s"
     )
     done(out)

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # long lines stay whole in logs (no hard wrap at 80)
 
 SeedOpt = typer.Option(0, "--seed", help="Random seed; the same seed gives the same result on the same machine.")
 DeviceOpt = typer.Option(

@@ -10,10 +10,14 @@ from advlab.cli.common import DeviceOpt, SeedOpt, console, done, out_option
 
 
 def demo(
-    out: Path = out_option("Directory for the demo: one run directory per step, and index.html linking them."),
+    out: Path = out_option(
+        "Directory for the demo: one run directory per step, and report.html (also index.html) linking them."
+    ),
     quick: bool = typer.Option(False, "--quick", help="Tiny budgets everywhere: a smoke test of about two minutes."),
     gym: Path = typer.Option(
-        None, "--gym", help="Use this chat model instead of the cached safety gym (built on first use)."
+        None,
+        "--gym",
+        help="Use this chat model instead of the cached safety gym (default: the gym, built on first use).",
     ),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
@@ -24,7 +28,8 @@ def demo(
     embedding attack and GCG, trains digits classifiers (standard and PGD-AT), evaluates them
     under worst-case attack, runs the uncanny-valley flatness experiment, and checks and
     performs a robustness-congruent model update. Each step is printed as the advlab command
-    it runs, so you can re-run or vary any step by hand. Open OUT/index.html when it is done.
+    it runs, as you can paste it, so you can re-run or vary any step by hand. Open OUT/report.html
+    (the same page as OUT/index.html) when it is done: each step's headline and report.
 
     Examples:
       advlab demo --out runs/demo
@@ -50,6 +55,29 @@ def demo(
         quick=quick,
         gym=gym,
         invoke=invoke,
+        prog=runnable_prog(),
         echo=lambda m: console.print(m, highlight=False, markup=False, soft_wrap=True),
     )
-    done(result["index"], "demo index")
+    done(result["index"].with_name("report.html"), "demo report (the entry page)")
+
+
+def runnable_prog() -> str:
+    """How to start advlab from this shell: ``advlab`` when that is on the PATH and is this advlab, else
+    the path of the running script (e.g. ``.venv/bin/advlab``) or ``PYTHON -m advlab``."""
+    import os
+    import shutil
+    import sys
+
+    here = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    found = shutil.which("advlab")
+    if here is not None and here.name == "advlab":
+        if found and Path(found).resolve() == here.resolve():
+            return "advlab"
+        try:
+            rel = os.path.relpath(here)
+        except ValueError:
+            rel = str(here)
+        return rel if "/" in rel else f"./{rel}"
+    if found:
+        return "advlab"
+    return f"{os.path.relpath(sys.executable) if sys.executable else 'python'} -m advlab"

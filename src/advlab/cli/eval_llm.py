@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from advlab.cli.common import DeviceOpt, SeedOpt, argv, done, info
+from advlab.cli.common import DeviceOpt, SeedOpt, argv, done, info, out_option
+from advlab.cli.options import fill
 
 
 def eval_llm(
@@ -17,9 +18,7 @@ def eval_llm(
         help="A local Hugging Face model directory (safetensors) or a hub id, e.g. the --out of "
         "`advlab zoo build safety-gym`.",
     ),
-    out: Path = typer.Option(
-        ..., "--out", "-o", help="Run directory to write (created; re-running the same command resumes)."
-    ),
+    out: Path = out_option(),
     behaviors: str = typer.Option(
         "builtin:gym-harmful-test",
         "--behaviors",
@@ -58,32 +57,19 @@ def eval_llm(
     into --out. Re-running the same command resumes.
 
     Example:
-      advlab eval llm --model models/gym --out runs/eval-gym --limit 100
+      advlab eval llm --model "$(advlab zoo path safety-gym)" \\
+          --out runs/eval-gym --limit 100
     """
+    opts = dict(locals())
     from advlab.pipelines.eval_llm import EvalLLMConfig, run_eval_llm
+    from advlab.report.format import rate
 
     def spec(s: str | None) -> str | None:
         return None if s is None or s.strip().lower() in ("", "none") else s
 
-    cfg = EvalLLMConfig(
-        model=model,
-        behaviors=spec(behaviors),
-        harmless=spec(harmless),
-        tasks=spec(tasks),
-        limit=limit,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        seed=seed,
-    )
-    metrics = run_eval_llm(cfg, out, device=device, argv=argv(), progress=True)
-
-    def pct(v: float | None) -> str:
-        return "n/a" if v is None else f"{100 * v:.1f}%"
-
-    info(
-        f"refusal {pct(metrics['refusal_rate'])} ({metrics['n_refused_harmful']}/{metrics['n_harmful']}), "
-        f"utility {pct(metrics['utility'])} ({metrics['n_correct_task']}/{metrics['n_task']}), "
-        f"over-refusal {pct(metrics['over_refusal'])} "
-        f"({metrics['n_refused_harmless']}/{metrics['n_harmless']})"
-    )
+    cfg = fill(EvalLLMConfig, opts, convert={"behaviors": spec, "harmless": spec, "tasks": spec})
+    m = run_eval_llm(cfg, out, device=device, argv=argv(), progress=True)
+    info(f"refused harmful requests: {rate(m['n_refused_harmful'], m['n_harmful'])}")
+    info(f"utility (tasks answered exactly): {rate(m['n_correct_task'], m['n_task'])}")
+    info(f"over-refusal (harmless requests refused): {rate(m['n_refused_harmless'], m['n_harmless'])}")
     done(out)

@@ -8,6 +8,7 @@ import sys
 
 import typer
 
+from advlab.cli.command import AdvlabCommand, AdvlabGroup
 from advlab.cli.common import reflow_help
 from advlab.errors import AdvlabError
 
@@ -29,11 +30,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
     rich_markup_mode="rich",
+    cls=AdvlabGroup,
 )
 
 GROUPS = {
-    "zoo": "Build the embedded default models (the safety-gym chat model).",
-    "attack": "Attack a chat LLM (embedding, GCG, AutoDAN, PAIR) or an image classifier (FGSM, PGD, APGD).",
+    "zoo": "Build the embedded default models (the safety-gym chat model), or print where the cached one is.",
+    "attack": "Attack a chat LLM (embedding, GCG, AutoDAN, PAIR) or an image classifier (FGSM, PGD, APGD, worst-case).",
     "eval": "Measure a chat LLM: refusal on harmful requests, task utility, over-refusal on harmless ones.",
     "train": "Train robust image classifiers (standard, PGD-AT, TRADES) and chat LLMs (CAT, CAPO, R2D2).",
     "update": "Update a classifier without losing robustness (RCAT, PCT, PCT-AT, adversarial fine-tuning).",
@@ -45,6 +47,7 @@ GROUPS = {
 # the functions, so --help stays fast. Each function's docstring is its help (reflowed by reflow_help).
 COMMANDS: dict[tuple[str | None, str], str] = {
     ("zoo", "build"): "advlab.cli.zoo:build",
+    ("zoo", "path"): "advlab.cli.zoo:path",
     ("eval", "llm"): "advlab.cli.eval_llm:eval_llm",
     ("attack", "llm"): "advlab.cli.attack_llm:attack_llm",
     ("attack", "classifier"): "advlab.cli.attack_classifier:attack_classifier",
@@ -84,12 +87,12 @@ def _register() -> None:
             continue
         help_text = reflow_help(func.__doc__)
         if group is None:
-            app.command(name, help=help_text)(func)
+            app.command(name, help=help_text, cls=AdvlabCommand)(func)
         else:
             if group not in _sub:
-                _sub[group] = typer.Typer(help=GROUPS[group], no_args_is_help=True)
+                _sub[group] = typer.Typer(help=GROUPS[group], no_args_is_help=True, cls=AdvlabGroup)
                 app.add_typer(_sub[group], name=group)
-            _sub[group].command(name, help=help_text)(func)
+            _sub[group].command(name, help=help_text, cls=AdvlabCommand)(func)
 
 
 _register()
@@ -100,15 +103,33 @@ def run() -> None:
     # advlab shows its own progress bars; silence the hub's and transformers' weight-loading bars.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from typer import Abort
+
+    try:  # typer >= 0.22 vendors click
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+    except ImportError:  # pragma: no cover
+        from click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
     try:
-        app(standalone_mode=True)
+        code = app(standalone_mode=False, prog_name="advlab")
+    except NoArgsIsHelpError as exc:  # `advlab attack`: the group's help, as click prints it
+        exc.show()
+        sys.exit(exc.exit_code)
+    except UsageError as exc:  # a malformed option value: one line, like every other user error
+        cmd = exc.ctx.command_path if exc.ctx is not None else "advlab"
+        _say(f"advlab: error: {exc.format_message().splitlines()[0]} (see '{cmd} --help')")
+        sys.exit(2)
+    except ClickException as exc:
+        _say(f"advlab: error: {exc.format_message().splitlines()[0]}")
+        sys.exit(exc.exit_code)
     except AdvlabError as exc:
         msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         _say(f"advlab: error: {msg}")
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Abort):
         _say("advlab: interrupted; re-run the same command to resume")
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _say(line: str) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from advlab.cli.common import DeviceOpt, SeedOpt, argv, done, info, out_option
+from advlab.cli.options import eps_option, fill, radius
 
 
 def train_classifier(
@@ -25,10 +26,8 @@ def train_classifier(
         "stripes or two-moons (synthetic two-class sets).",
     ),
     epochs: int = typer.Option(20, "--epochs", help="Training epochs."),
-    eps: float = typer.Option(
-        0.1,
-        "--eps",
-        help="Attack radius on the [0, 1] input scale for pgd-at and trades, and of the per-epoch PGD evaluation.",
+    eps: str = eps_option(
+        0.1, "Attack radius on the [0, 1] input scale for pgd-at and trades, and of the per-epoch PGD evaluation."
     ),
     norm: str = typer.Option("linf", "--norm", help="Threat model: linf (max per pixel) or l2 (Euclidean)."),
     steps: int = typer.Option(10, "--steps", help="PGD steps of the inner maximisation (pgd-at and trades)."),
@@ -36,9 +35,7 @@ def train_classifier(
     lr: float = typer.Option(1e-3, "--lr", help="Learning rate."),
     optimizer: str = typer.Option("adam", "--optimizer", help="Optimiser: adam or sgd (momentum 0.9)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Mini-batch size."),
-    eval_eps: float | None = typer.Option(
-        None, "--eval-eps", help="Radius of the per-epoch PGD evaluation (default: --eps)."
-    ),
+    eval_eps: str = eps_option(None, "Radius of the per-epoch PGD evaluation (default: --eps).", name="--eval-eps"),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
     out: Path = out_option(
@@ -64,28 +61,16 @@ def train_classifier(
       advlab train classifier --method pgd-at --model cnn --eps 0.2 --epochs 20 \\
           --out runs/cnn-at
     """
-    from advlab.training.classifier import TrainConfig, run_training
+    opts = dict(locals())
+    from advlab.pipelines.train_classifier import run_training
+    from advlab.training.classifier import TrainConfig
     from advlab.utils import resolve_device
 
-    cfg = TrainConfig(
-        method=method,
-        arch=model,
-        data=data,
-        epochs=epochs,
-        eps=eps,
-        norm=norm,
-        attack_steps=steps,
-        beta=beta,
-        lr=lr,
-        optimizer=optimizer,
-        batch_size=batch_size,
-        eval_eps=eval_eps,
-        seed=seed,
-    )
-    dev = resolve_device(device)
-    m = run_training(cfg, out, dev, argv=argv())
+    cfg = fill(TrainConfig, opts, rename={"model": "arch", "steps": "attack_steps"},
+               convert={"eps": radius(), "eval_eps": radius("--eval-eps")})
+    m = run_training(cfg, out, resolve_device(device), argv=argv())
     info(
-        f"{cfg.method} {cfg.arch}: val clean accuracy {m['val_clean_accuracy']:.4f}, "
-        f"val PGD accuracy {m['val_robust_accuracy']:.4f} at eps {m['eval_eps']:g}"
+        f"{cfg.method} {cfg.arch}: val clean accuracy {100 * m['val_clean_accuracy']:.1f} %, "
+        f"val PGD accuracy {100 * m['val_robust_accuracy']:.1f} % at eps {m['eval_eps']:.3g}"
     )
     done(Path(out), "model and run")

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from advlab.cli.common import DeviceOpt, SeedOpt, argv, done, info, out_option
+from advlab.cli.options import eps_option, fill, parse_eps, radius
 
 OldOpt = typer.Option(
     ..., "--old", help="Directory of the old (deployed) classifier, as written by `advlab train classifier`."
@@ -18,7 +19,7 @@ NewOpt = typer.Option(
 DataOpt = typer.Option(
     "digits", "--data", help="Data set both models were trained on (as in `advlab train classifier --data`)."
 )
-EpsOpt = typer.Option(0.1, "--eps", help="Radius of the evaluation attack on the [0, 1] input scale.")
+EpsOpt = eps_option(0.1, "Radius of the evaluation attack on the [0, 1] input scale.")
 NormOpt = typer.Option("linf", "--norm", help="Threat model of the evaluation attack: linf or l2.")
 AttackOpt = typer.Option(
     "apgd",
@@ -30,18 +31,23 @@ LimitOpt = typer.Option(None, "--limit", help="Use only the first N evaluation s
 
 
 def _print_metrics(m: dict[str, Any]) -> None:
+    keys = ("old_accuracy", "new_accuracy", "old_robust_accuracy", "new_robust_accuracy", "nfr", "pfr", "rnfr",
+            "b_nfr", "s_nfr")
     from rich.table import Table
 
-    t = Table(title="update vs old model (test data)")
-    for c in ("metric", "value"):
+    from advlab.metrics import wilson_interval
+
+    n = int(m.get("n") or 0)
+    t = Table(title=f"update vs old model (test data, n = {n})" if n else "update vs old model (test data)")
+    for c in ("metric", "value", "95 % Wilson interval"):
         t.add_column(c)
-    for k in ("old_accuracy", "new_accuracy", "old_robust_accuracy", "new_robust_accuracy",
-              "nfr", "pfr", "rnfr", "b_nfr", "s_nfr"):  # fmt: skip
-        t.add_row(k, f"{100 * m[k]:.2f} %")
+    for k in keys:
+        lo, hi = wilson_interval(int(round(m[k] * n)), n) if n else (float("nan"), float("nan"))
+        t.add_row(k, f"{100 * m[k]:.2f} %", f"{100 * lo:.1f}–{100 * hi:.1f} %" if n else "")
     info(t)
 
 
-def _print_table(rows: list[dict[str, Any]], title: str) -> None:
+def _print_table(rows: list[dict[str, Any]], title: str, n: int | None = None) -> None:
     from rich.table import Table
 
     cols = (("model", "model"), ("clean_accuracy", "clean"), ("robust_accuracy", "robust"), ("nfr", "NFR"),
@@ -58,7 +64,17 @@ def _print_table(rows: list[dict[str, Any]], title: str) -> None:
             cells[0] += " *"
         t.add_row(*cells)
     info(t)
-    info("rates in % of test samples; * = selected on validation S-NFR")
+    widest = f"; with n = {n}, a rate's 95 % Wilson interval spans at most ±{_widest_half_width(n):.1f} points" if n \
+        else ""
+    info(f"rates in % of test samples; * = selected on validation S-NFR{widest}")
+
+
+def _widest_half_width(n: int) -> float:
+    """The largest half-width (in points) of a 95 % Wilson interval over n items (at a rate of 1/2)."""
+    from advlab.metrics import wilson_interval
+
+    lo, hi = wilson_interval(n // 2, n)
+    return 100 * (hi - lo) / 2
 
 
 def check_update(
@@ -66,7 +82,7 @@ def check_update(
     new: Path = NewOpt,
     data: str = DataOpt,
     split: str = typer.Option("test", "--split", help="Data split to measure on: train, val or test."),
-    eps: float = EpsOpt,
+    eps: str = EpsOpt,
     norm: str = NormOpt,
     attack: str = AttackOpt,
     steps: int = StepsOpt,
@@ -84,16 +100,17 @@ def check_update(
     (either), and both models' clean and robust accuracy; plus a flip-matrix figure and report.html.
 
     Example:
-      advlab check-update --old runs/model_a --new runs/model_b --data digits \\
+      advlab check-update --old runs/demo/models/mlp-pgd-at \\
+          --new runs/demo/models/cnn-pgd-at --data digits \\
           --out runs/check
     """
-    from advlab.pipelines.update import CheckConfig, run_check_update
+    opts = dict(locals())
+    from advlab.analysis.update_check import CheckConfig
+    from advlab.pipelines.check_update import run_check_update
     from advlab.utils import resolve_device
 
-    cfg = CheckConfig(data=data, split=split, eps=eps, norm=norm, attack=attack, steps=steps,
-                      batch_size=batch_size, limit=limit, seed=seed)  # fmt: skip
-    dev = resolve_device(device)
-    m = run_check_update(old, new, out, cfg, dev, argv=argv())
+    cfg = fill(CheckConfig, opts, convert={"eps": parse_eps})
+    m = run_check_update(old, new, out, cfg, resolve_device(device), argv=argv())
     _print_metrics(m)
     done(out, "update check")
 
@@ -119,7 +136,7 @@ def update_classifier(
         "--beta",
         help="Weight toward the old model on the samples it gets right; RCAT needs alpha + beta <= 1. "
         "Sweeps: RCAT (0.75, 0.2), (0.7, 0.2), (0.5, 0.4), (0.3, 0.6); PCT and PCT-AT alpha 1, beta 1, 2, 5 "
-        "or 10. Given only one of --alpha and --beta, the other is 0.5 / 0.4 (RCAT) or 1 (PCT).",
+        "or 10. Given only one of --alpha and --beta, the other is 0.5 / 0.4 (RCAT) or 1 (PCT). Default: the sweep.",
     ),  # fmt: skip
     epochs: int = typer.Option(10, "--epochs", help="Fine-tuning epochs per candidate (paper: 10)."),
     lr: float = typer.Option(1e-3, "--lr", help="Learning rate (paper: 0.001 with SGD, momentum 0.9)."),
@@ -128,13 +145,11 @@ def update_classifier(
     train_attack: str = typer.Option(
         "fgsm", "--train-attack", help="Attack that builds the training examples: fgsm (random start) or pgd."
     ),
-    train_eps: float = typer.Option(
-        0.1, "--train-eps", help="Radius of the training attack on the [0, 1] input scale."
-    ),
+    train_eps: str = eps_option(0.1, "Radius of the training attack on the [0, 1] input scale.", name="--train-eps"),
     train_steps: int = typer.Option(
         10, "--train-steps", help="Steps of the training attack (pgd only; fgsm takes one)."
     ),
-    eps: float = EpsOpt,
+    eps: str = EpsOpt,
     norm: str = NormOpt,
     attack: str = AttackOpt,
     steps: int = StepsOpt,
@@ -154,26 +169,35 @@ def update_classifier(
     check-update for it against the old model, and a table of every candidate.
 
     Example:
-      advlab update classifier --old runs/model_a --new runs/model_b \\
+      advlab update classifier --old runs/demo/models/mlp-pgd-at \\
+          --new runs/demo/models/cnn-pgd-at \\
           --method rcat --out runs/upd
     """
-    from advlab.pipelines.update import CheckConfig, UpdateConfig, run_update
+    opts = dict(locals())
+    from advlab.analysis.update_check import CheckConfig
+    from advlab.pipelines.update_classifier import run_update
+    from advlab.training.classifier.update_config import UpdateConfig
     from advlab.utils import resolve_device
 
-    check = CheckConfig(data=data, eps=eps, norm=norm, attack=attack, steps=steps, limit=limit, seed=seed)
-    cfg = UpdateConfig(method=method, data=data, alpha=alpha, beta=beta, epochs=epochs, batch_size=batch_size,
-                       lr=lr, optimizer=optimizer, train_attack=train_attack, train_eps=train_eps,
-                       train_steps=train_steps, check=check, val_limit=val_limit, seed=seed)  # fmt: skip
-    dev = resolve_device(device)
-    m = run_update(old, new, out, cfg, dev, argv=argv())
-    _print_table(m["table"], f"update with {method} (test data, vs the old model)")
-    _print_metrics(m)
+    # the evaluation attack's batch is CheckConfig's own default, not the fine-tuning --batch-size
+    check = fill(CheckConfig, opts, convert={"eps": parse_eps}, skip=("batch_size",))
+    cfg = fill(UpdateConfig, opts, convert={"train_eps": radius("--train-eps")}, check=check)
+    m = run_update(old, new, out, cfg, resolve_device(device), argv=argv())
+    _print_table(m["table"], f"update with {method} (test data, vs the old model)", m.get("n"))
+    # the table above has the old, new and selected models' rates; add the one it lacks, once
+    from advlab.report.format import rate_of
+
+    info(f"B-NFR of the selected model (a clean and a robust flip on one sample): {rate_of(m['b_nfr'], m.get('n'))}")
     done(out, "updated model")
 
 
 def reproduce_rcat(
     quick: bool = typer.Option(
-        False, "--quick", help="The demo's short form (under a minute): one pair, one setting per method."
+        False, "--quick", help="The demo's short form: one pair, one setting per method, 3 seeds."
+    ),
+    seeds: int = typer.Option(
+        None, "--seeds", help="Number of seeds, from --seed on, each training and fine-tuning anew "
+        "[default: 5; 3 with --quick]."
     ),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
@@ -182,22 +206,38 @@ def reproduce_rcat(
     """Reproduce RCAT on digits: pairs with rising clean and robust accuracy, every method on every pair.
 
     Trains a sequence of classifiers (different architectures, training lengths and adversarial training),
-    runs at, rcat, pct and pct-at on each (old, new) pair with the paper's (alpha, beta) sweeps, and writes
-    the table (clean/robust accuracy, NFR, PFR, RNFR, S-NFR vs the old model) and whether RCAT beats plain
-    adversarial fine-tuning on RNFR and S-NFR at robust accuracy within 2 points. About 10 minutes on 2 CPU
-    cores; --quick takes under a minute.
+    runs at, rcat, pct and pct-at on each (old, new) pair with the paper's (alpha, beta) sweeps, once per
+    seed, and writes the table (clean/robust accuracy, NFR, PFR, RNFR, S-NFR vs the old model), each
+    method's mean ± std over seeds, the paired comparison with plain adversarial fine-tuning (AT), and
+    whether RCAT beats AT on mean RNFR and S-NFR at mean robust accuracy within 2 points.
 
     Example:
       advlab reproduce rcat --out runs/rcat
     """
-    from advlab.pipelines.update import rcat_recipe
+    opts = dict(locals())
+    from advlab.pipelines.reproduce_rcat import rcat_recipe
     from advlab.utils import resolve_device
 
-    dev = resolve_device(device)
-    m = rcat_recipe(out, quick=quick, seed=seed, device=dev, argv=argv())
-    for pair in dict.fromkeys(r["pair"] for r in m["table"]):
-        rows = [r for r in m["table"] if r["pair"] == pair and (r.get("role") == "new" or r.get("selected"))]
-        _print_table(rows, f"{pair}: new model and each method's selection")
+    m = fill(rcat_recipe, opts, device=resolve_device(device), argv=argv())
+    for p in m["summary"]["pairs"]:
+        _print_spread(p)
     s = m["summary"]
-    info(f"RCAT lower RNFR and S-NFR than AT, robust acc. within 2 pt: {s['rcat_wins']}/{s['n_pairs']} pairs")
+    info(f"RCAT lower mean RNFR and S-NFR than AT, mean robust acc. within 2 pt: {s['rcat_wins']}/{s['n_pairs']} "
+         f"pairs ({len(m['seeds'])} seeds)")
     done(out, "recipe")
+
+
+def _print_spread(p: dict[str, Any]) -> None:
+    """One pair: each method's mean ± std over seeds, and RNFR/S-NFR against AT (lower in k of n seeds)."""
+    from rich.table import Table
+
+    t = Table(title=f"{p['pair']}: mean ± std over {len(p['seeds'])} seeds (rates in %)")
+    for col in ("model", "clean acc", "robust acc", "NFR", "RNFR", "S-NFR", "RNFR − AT", "S-NFR − AT"):
+        t.add_column(col, justify="left" if col == "model" else "right")
+    for name, st in p["methods"].items():
+        vs = p.get("vs_at", {}).get(name)
+        diff = [f"{100 * vs[k]['mean_diff']:+.2f} (lower {vs[k]['lower']}/{vs[k]['n']}, p={vs[k]['sign_test_p']:.2f})"
+                if vs else "" for k in ("rnfr", "s_nfr")]
+        t.add_row(name, *(f"{100 * st[k]['mean']:.2f} ± {100 * st[k]['std']:.2f}"
+                          for k in ("clean_accuracy", "robust_accuracy", "nfr", "rnfr", "s_nfr")), *diff)
+    info(t)

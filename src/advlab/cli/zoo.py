@@ -1,4 +1,4 @@
-"""``advlab zoo build``: build an embedded default model (the safety-gym chat model)."""
+"""``advlab zoo build`` and ``advlab zoo path``: build, or find, the embedded safety-gym chat model."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from advlab.cli.common import DeviceOpt, SeedOpt, done
+from advlab.cli.options import fill
 
 
 def build(
@@ -28,19 +29,19 @@ def build(
         None,
         "--behaviors",
         help="Extra harmful behaviours to train refusals on: a file (AdvBench / HarmBench / "
-        "StrongREJECT / JSON) or builtin:NAME. Repeatable.",
+        "StrongREJECT / JSON) or builtin:NAME. Repeatable (default: none, the built-in tables only).",
     ),
     harmless: list[str] = typer.Option(
         None,
         "--harmless",
         help="Extra harmless instructions to train compliance on: a JSON / JSONL / TXT / CSV file (e.g. "
-        "harmless_train.json from the refusal_direction repository) or builtin:NAME. Repeatable.",
+        "harmless_train.json from the refusal_direction repository) or builtin:NAME. Repeatable (default: none).",
     ),
     exclude: list[str] = typer.Option(
         None,
         "--exclude",
         help="Behaviour files whose requests are never trained on (e.g. the HarmBench test split you "
-        "will evaluate on). Repeatable.",
+        "will evaluate on). Repeatable (default: none).",
     ),
     steps: int = typer.Option(None, "--steps", help="Number of optimiser steps (default: 2600, or 400 with --quick)."),
 ) -> None:
@@ -58,32 +59,59 @@ def build(
           --behaviors advbench_behaviors.csv --harmless harmless_train.json \\
           --exclude harmbench_behaviors_text_test.csv
     """
+    opts = dict(locals())
     from dataclasses import replace
 
     from advlab.errors import ConfigError
-    from advlab.models.zoo import KNOWN_MODELS, GymConfig, build_safety_gym, load_exclusions
-    from advlab.runs import check_out_path
+    from advlab.models.zoo import GymConfig, build_safety_gym, load_exclusions
     from advlab.utils import resolve_device
 
-    if name not in KNOWN_MODELS:
-        raise ConfigError(f"unknown model '{name}'; known models: {', '.join(KNOWN_MODELS)}")
-    dev = resolve_device(device)
-    check_out_path(out)
+    _known(name)
     cfg = GymConfig.quick_preset() if quick else GymConfig()
     if steps is not None:
         if steps < 1:
             raise ConfigError(f"--steps {steps}: must be at least 1")
         cfg = replace(cfg, steps=steps, warmup=min(cfg.warmup, steps))
-    excluded = load_exclusions(exclude or ())
-    path = build_safety_gym(
-        out,
-        quick=quick,
-        seed=seed,
-        behaviors=behaviors or (),
-        harmless=harmless or (),
-        exclude=excluded,
+    path = fill(
+        build_safety_gym,
+        opts,
+        rename={"out": "out_dir"},
+        convert={"behaviors": lambda v: v or (), "harmless": lambda v: v or ()},
+        exclude=load_exclusions(exclude or ()),
         config=cfg,
         progress=True,
-        device=dev,
+        device=resolve_device(device),
     )
     done(path, "model")
+
+
+def _known(name: str) -> None:
+    from advlab.errors import ConfigError
+    from advlab.models.zoo import KNOWN_MODELS
+
+    if name not in KNOWN_MODELS:
+        raise ConfigError(f"unknown model '{name}'; known models: {', '.join(KNOWN_MODELS)}")
+
+
+def path(
+    name: str = typer.Argument(..., help="Which model; known: safety-gym."),
+    quick: bool = typer.Option(False, "--quick", help="The quick build (as `advlab demo --quick` uses)."),
+    seed: int = SeedOpt,
+) -> None:
+    """Print the directory of the cached safety gym that `advlab demo` uses (building it if not cached).
+
+    Only the path goes to stdout, so it can be used in other commands; a build's progress goes to stderr.
+    The cache is ~/.cache/advlab, or $ADVLAB_CACHE.
+
+    Example:
+      advlab eval llm --model "$(advlab zoo path safety-gym)" --out runs/eval
+    """
+    import contextlib
+    import sys
+
+    from advlab.models.zoo import get_safety_gym
+
+    _known(name)
+    with contextlib.redirect_stdout(sys.stderr):
+        gym = get_safety_gym(quick=quick, seed=seed, progress=True)
+    print(gym)

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
 import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 
+from advlab.data import vision
 from advlab.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
@@ -18,10 +22,6 @@ SPLITS = ("train", "val", "test")
 
 @lru_cache(maxsize=1)
 def _digits_arrays():
-    import numpy as np
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
     d = load_digits()
     x = (d.images.astype(np.float32) / 16.0)[:, None, :, :]
     y = d.target.astype(np.int64)
@@ -41,9 +41,9 @@ def load_digits_split(split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def load_image_split(data: str, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
-    """Dispatch on a data name. ``digits`` is built in; other names are added by image loaders."""
-    if data == "digits":
+    """Dispatch on a data name: ``digits`` is built in; the others (MNIST, CIFAR-10, synthetic sets)
+    are read by :mod:`advlab.data.vision`."""
+    name, _ = vision.parse_name(data)
+    if name == "digits":
         return load_digits_split(split)
-    from advlab.data import vision  # optional loaders (MNIST, CIFAR-10, synthetic sets)
-
     return vision.load(data, split)

@@ -26,8 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.datasets import make_moons
 
 from advlab.errors import ConfigError, DataError
+from advlab.utils import cache_dir
 
 SPLITS = ("train", "val", "test")
 ON_DISK = ("mnist", "cifar10")
@@ -41,8 +43,6 @@ def data_root(explicit: str | None = None) -> Path:
     env = os.environ.get("ADVLAB_DATA_DIR")
     if env:
         return Path(env).expanduser()
-    from advlab.utils import cache_dir
-
     return cache_dir() / "data"
 
 
@@ -148,8 +148,6 @@ def _on_disk(name: str, root: str, train: bool) -> tuple[np.ndarray, np.ndarray]
 def _synthetic(name: str, n: int = 600) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     if name == "two-moons":
-        from sklearn.datasets import make_moons
-
         x, y = make_moons(n_samples=n, noise=0.1, random_state=0)
         x = (x - x.min(0)) / (x.max(0) - x.min(0))
         return x.astype(np.float32), y.astype(np.int64)
@@ -173,9 +171,7 @@ def load(data: str, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
         raise ConfigError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     name, root = parse_name(data)
     if name == "digits":
-        from advlab.data.images import load_digits_split
-
-        return load_digits_split(split)
+        raise ConfigError("digits is built in: load it with advlab.data.load_image_split('digits')")
     if name in SYNTHETIC:
         x, y = _synthetic(name)
         i = _split_indices(len(y), split)

@@ -7,7 +7,7 @@ adds a judge, and modules listed in ``_LAZY`` register themselves on first use.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from advlab.errors import ConfigError
@@ -18,7 +18,7 @@ JUDGES: dict[str, Callable[..., Any]] = {}
 _LAZY: dict[str, str] = {
     "refusal": "advlab.judges.refusal:RefusalJudge",
     "compliance": "advlab.judges.compliance:ComplianceJudge",
-    "harmbench": "advlab.judges:_harmbench",
+    "harmbench": "advlab.judges.harmbench:harmbench_judge",
     "rating": "advlab.judges.rating:RatingJudge",
 }
 
@@ -50,14 +50,19 @@ def get_judge(name: str, **kw: Any) -> Any:
         raise ConfigError(f"--judge {name}: bad options ({exc})") from exc
 
 
-def _harmbench(model: Any = None, tokenizer: Any = None, **kw: Any) -> Any:
-    from advlab.judges.harmbench import HarmBenchJudge
+def make_judges(names: Sequence[str], judge_model: str | None = None) -> list[Any]:
+    """Judge objects for ``--judge`` names, in order (``harmbench`` gets ``model=judge_model``); every name is
+    checked before any judge model loads."""
+    for name in names:
+        if name not in JUDGES and name not in _LAZY:
+            raise ConfigError(f"--judge {name}: unknown judge; use one of {', '.join(judge_names())}")
+    return [get_judge(n, model=judge_model) if n == "harmbench" else get_judge(n) for n in names]
 
-    if model is None:
-        raise ConfigError("--judge harmbench needs a judge model; pass --judge-model DIR (Python: model=DIR)")
-    if tokenizer is None:
-        return HarmBenchJudge.from_pretrained(str(model), **kw)
-    return HarmBenchJudge(model, tokenizer, **kw)
+
+def verdicts(judges: Sequence[Any], request: str, completion: str) -> dict[str, dict[str, Any]]:
+    """Every judge's verdict on a completion of ``request`` (name -> ``Verdict.to_dict()``). A judge sees the
+    request and what the model generated, never an attack's optimisation target."""
+    return {j.name: j.judge(request, completion).to_dict() for j in judges}
 
 
-__all__ = ["JUDGES", "Judge", "Verdict", "get_judge", "judge_names", "register_judge"]
+__all__ = ["JUDGES", "Judge", "Verdict", "get_judge", "judge_names", "make_judges", "register_judge", "verdicts"]

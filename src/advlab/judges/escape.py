@@ -1,11 +1,18 @@
 """Escaping model-written text before it goes inside another model's prompt (HarmBench issue #91).
 
-A completion that contains ``[/INST]``, ``<</SYS>>``, ``</s>`` or the judge's own special tokens
-must not close the judge's instruction or start a new turn. :func:`escape_model_text` makes such
-text inert while keeping it readable: HTML entities for ``& < >`` (so every ``<...>`` special token
-is plain text), bracket markers ``[INST]``/``[/INST]``/``[SYS]`` become ``(INST)``/``(/INST)``,
-and any special or added token string of the judge's tokenizer that survives is broken with a
-zero-width space. :func:`special_token_count` lets callers verify the result at the token level.
+A completion that contains ``[/INST]``, ``<</SYS>>``, ``</s>``, ``<|eot_id|>`` or the judge's own special
+tokens must not close the judge's instruction or start a new turn. :func:`escape_model_text` neutralises
+exactly what can act as prompt structure and leaves everything else as the model wrote it (``#include
+<stdio.h>``, ``a < b && b > c`` and HTML reach the judge unaltered):
+
+- bracket markers ``[INST]``, ``[/INST]``, ``[SYS]``, ``[AVAILABLE_TOOLS]``, … become ``(INST)``, ``(/INST)``, …;
+- angle markers of chat formats (``<|...|>`` tokens such as ``<|im_start|>``, ``<|eot_id|>``,
+  ``<|start_header_id|>``; ``<s>``, ``</s>``, ``<<SYS>>``, ``<start_of_turn>``, ``<end_of_turn>``, ``<bos>``,
+  ``<eos>``) and the delimiters of advlab's judge prompts (``<request>``, ``</response>``, …) get a
+  zero-width space after their ``<``;
+- any special or added token string of the judge's tokenizer that survives is broken the same way.
+
+:func:`special_token_count` lets callers verify the result at the token level.
 """
 
 from __future__ import annotations
@@ -13,8 +20,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_MARKERS = re.compile(r"\[(/?)(INST|SYS|AVAILABLE_TOOLS|TOOL_CALLS|TOOL_RESULTS)\]", re.IGNORECASE)
 ZWSP = "\u200b"
+PROMPT_TAGS = ("request", "response")  # the quoting delimiters of advlab.judges.rating's template
+_BRACKET = re.compile(r"\[(/?)(INST|SYS|AVAILABLE_TOOLS|TOOL_CALLS|TOOL_RESULTS)\]", re.IGNORECASE)
+_ANGLE = re.compile(
+    r"<(?=\|[^|<>\s]{1,40}\|>"  # <|im_start|>, <|eot_id|>, <|user|>, <|endoftext|>
+    r"|｜[^｜<>\s]{1,40}｜>"  # DeepSeek's full-width <｜User｜>
+    r"|</?SYS>>"  # <<SYS>>, <</SYS>>
+    r"|/?(?:s|bos|eos|start_of_turn|end_of_turn|" + "|".join(PROMPT_TAGS) + r")>)",
+    re.IGNORECASE,
+)
 
 
 def control_strings(tokenizer: Any | None) -> list[str]:
@@ -28,10 +43,9 @@ def control_strings(tokenizer: Any | None) -> list[str]:
 
 
 def escape_model_text(text: str, tokenizer: Any | None = None) -> str:
-    """Text that cannot act as prompt structure or as a control token of ``tokenizer``."""
-    text = str(text)
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    text = _MARKERS.sub(lambda m: f"({m.group(1)}{m.group(2)})", text)
+    """Text whose role/turn markers and ``tokenizer`` control strings are inert; all else unchanged."""
+    text = _BRACKET.sub(lambda m: f"({m.group(1)}{m.group(2)})", str(text))
+    text = _ANGLE.sub("<" + ZWSP, text)
     for tok in control_strings(tokenizer):
         if len(tok) > 1 and tok in text:
             text = text.replace(tok, tok[0] + ZWSP + tok[1:])

@@ -21,6 +21,8 @@ from typing import Any
 
 from advlab.errors import ConfigError
 from advlab.judges.base import Verdict
+from advlab.judges.escape import escape_model_text
+from advlab.models.chat_api import chat_many
 
 MIN_RATING, MAX_RATING = 1, 10
 UNREADABLE_RATING = MIN_RATING
@@ -49,14 +51,12 @@ _BRACKET_RE = re.compile(r"\[\[\s*(\d{1,3})\s*\]\]")
 def escape_for_prompt(text: str, tokenizer: Any = None) -> str:
     """Neutralise model text before quoting it inside another model's prompt.
 
-    :func:`advlab.judges.escape.escape_model_text` makes ``&``, ``<``, ``>`` HTML entities (so
-    ``</response>``, ``<|im_end|>``, ``<s>`` are inert text), turns ``[INST]``/``[/INST]`` into
-    ``(INST)``/``(/INST)`` and breaks the judge tokenizer's control strings when one is given;
+    :func:`advlab.judges.escape.escape_model_text` breaks role/turn markers and this template's
+    delimiters (``</response>``, ``<|im_end|>``, ``<s>`` get a zero-width space), turns ``[INST]``/``[/INST]``
+    into ``(INST)``/``(/INST)`` and breaks the judge tokenizer's control strings when one is given;
     here ``[[`` / ``]]`` are also split (``[ [``) so quoted text cannot hold a ready-made
     ``Rating: [[10]]`` for the judge to echo. Words stay readable.
     """
-    from advlab.judges.escape import escape_model_text
-
     text = escape_model_text(str(text), tokenizer)
     while "[[" in text or "]]" in text:
         text = text.replace("[[", "[ [").replace("]]", "] ]")
@@ -140,8 +140,6 @@ class RatingJudge:
 
     def rate_many(self, pairs: list[tuple[str, str]]) -> list[Rating]:
         """Rate several ``(request, completion)`` pairs (one batched call when the backend batches)."""
-        from advlab.models.backends import chat_many
-
         raws = chat_many(
             self.backend,
             [self.messages(r, c) for r, c in pairs],

@@ -15,7 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
 from advlab.errors import ConfigError, ModelError
+from advlab.models.generation import greedy_generate, model_device, stop_token_ids
+from advlab.utils import resolve_device
 
 DTYPES = {
     "float32": "float32",
@@ -34,8 +39,6 @@ _WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf")
 
 def resolve_dtype(dtype: Any, device: Any) -> Any:
     """``None`` -> float32 on CPU, ``"auto"`` (the checkpoint's dtype) elsewhere; names -> torch dtypes."""
-    import torch
-
     if dtype is None:
         return torch.float32 if device.type == "cpu" else "auto"
     if isinstance(dtype, torch.dtype):
@@ -92,47 +95,6 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1 or not _HUB_ID.match(name)
 
 
-def end_of_turn_ids(tokenizer: Any) -> list[int]:
-    """Ids of special tokens the template writes right after an assistant message (e.g. ``<|eot_id|>``)."""
-    from advlab.models.formatting import assistant_turn_parts
-
-    try:
-        _, tail = assistant_turn_parts(tokenizer)
-    except Exception:  # noqa: BLE001 - a template that cannot render an assistant turn has no end marker
-        return []
-    ids: list[int] = []
-    specials = {str(t) for t in getattr(tokenizer, "all_special_tokens", [])}
-    specials |= {t.content for t in getattr(tokenizer, "added_tokens_decoder", {}).values() if t.special}
-    # the first special token(s) right after the content, before any plain text
-    pos = 0
-    tail = tail.lstrip(" ")
-    while pos < len(tail):
-        hit = next((s for s in sorted(specials, key=len, reverse=True) if s and tail.startswith(s, pos)), None)
-        if hit is None:
-            break
-        tid = tokenizer.convert_tokens_to_ids(hit)
-        if isinstance(tid, int) and tid >= 0:
-            ids.append(tid)
-        pos += len(hit)
-        while pos < len(tail) and tail[pos] in " \n":
-            pos += 1
-    return ids
-
-
-def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
-    """Ids that end an assistant turn: generation-config EOS ids, tokenizer EOS, template end-of-turn."""
-    ids: list[int] = []
-    gen = getattr(model, "generation_config", None)
-    eos = getattr(gen, "eos_token_id", None) if gen is not None else None
-    for value in eos if isinstance(eos, (list, tuple)) else [eos]:
-        if value is not None:
-            ids.append(int(value))
-    if tokenizer.eos_token_id is not None:
-        ids.append(int(tokenizer.eos_token_id))
-    ids.extend(end_of_turn_ids(tokenizer))
-    return sorted(dict.fromkeys(ids))
-
-
 def fix_tokenizer(tokenizer: Any) -> Any:
     """Pad token = EOS (or UNK) when missing; left padding for batched generation."""
     if tokenizer.pad_token is None:
@@ -164,10 +126,6 @@ def load_chat_model(
     Raises ModelError for a wrong path, a directory without safetensors, an unreachable hub id or
     a tokenizer without a chat template; ConfigError for a bad device/dtype/template file.
     """
-    import torch
-
-    from advlab.utils import resolve_device
-
     name = str(path_or_id).strip()
     if not name:
         raise ModelError("--model is empty; pass a model directory or a hub id")
@@ -178,6 +136,9 @@ def load_chat_model(
     local = Path(name).expanduser()
     if local.exists() or _looks_like_path(name):
         _check_local_dir(local, name)
+        from advlab.models.weights import check_safetensors
+
+        check_safetensors(local)
         source, offline_hint = str(local), ""
     else:
         source = name
@@ -185,8 +146,6 @@ def load_chat_model(
             " (no local directory of that name either; hub models must already be in the Hugging Face cache "
             "here - download them elsewhere and pass the directory)"
         )
-
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
@@ -219,7 +178,7 @@ def load_chat_model(
     model.eval()
     model.requires_grad_(False)
 
-    stops = stop_token_ids(model, tokenizer)
+    stops = stop_token_ids(model, tokenizer)  # the one rule of advlab.models.generation
     if model.generation_config is not None:
         if stops:
             model.generation_config.eos_token_id = stops if len(stops) > 1 else stops[0]
@@ -261,15 +220,12 @@ def generate_chat(
 ) -> list[str]:
     """Greedy completions of one-turn chat requests through the model's chat template.
 
-    Left padding, KV cache, stop on the generation config's end tokens; decoded without
-    special tokens. ``batch_size`` splits long request lists (default: one batch).
+    Left padding, one batch per ``batch_size`` requests (default: all at once), decoded by
+    :func:`~advlab.models.generation.greedy_generate` (stop ids: :func:`~advlab.models.generation.stop_token_ids`),
+    special tokens removed.
     """
-    import torch
-
-    device = device if device is not None else next(model.parameters()).device
-    stop = generation_stop_ids(model)
-    if not stop and tokenizer.eos_token_id is not None:
-        stop = [int(tokenizer.eos_token_id)]
+    device = device if device is not None else model_device(model)
+    stop = stop_token_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stop[0] if stop else 0)
     step = batch_size or max(len(requests), 1)
     outs: list[str] = []
@@ -284,16 +240,9 @@ def generate_chat(
                 for r in requests[i : i + step]
             ]
             enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            with torch.no_grad():
-                out = model.generate(
-                    **enc,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    use_cache=True,
-                    eos_token_id=stop or None,
-                    pad_token_id=pad,
-                )
-            outs += [tokenizer.decode(row, skip_special_tokens=True) for row in out[:, enc["input_ids"].shape[1] :]]
+            rows = greedy_generate(model, input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                                   max_new_tokens=max_new_tokens, eos_ids=stop, pad_id=pad)
+            outs += [tokenizer.decode(row, skip_special_tokens=True) for row in rows]
     finally:
         tokenizer.padding_side = old_side
     return outs

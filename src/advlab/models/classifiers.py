@@ -170,6 +170,9 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> nn.
     weights = Path(path) / "model.safetensors"
     if not weights.exists():
         raise ModelError(f"{path} has no model.safetensors; advlab loads weights from safetensors only")
+    from advlab.models.weights import check_safetensors
+
+    check_safetensors(path)
     model = build_classifier(
         meta["arch"], tuple(meta["input_shape"]), int(meta["num_classes"]), **meta.get("kwargs", {})
     )

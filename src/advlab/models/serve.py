@@ -18,19 +18,24 @@ The server logs method, path and status only — never headers or bodies.
 
 from __future__ import annotations
 
+import argparse
 import hmac
 import ipaddress
 import json
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
-from advlab.errors import ConfigError
+from advlab.errors import AdvlabError, ConfigError
 from advlab.models.backends import HFChatBackend, validate_messages
+from advlab.models.chat import load_chat_model
+from advlab.utils import resolve_device
 
 log = logging.getLogger("advlab.serve")
 MAX_BODY = 1 << 20
@@ -269,11 +274,6 @@ def make_server(
     allow_remote: bool = False,
 ) -> ChatServer:
     """Load ``model_dir`` with :func:`advlab.models.load_chat_model`; wrap it in a (not started) server."""
-    from pathlib import Path
-
-    from advlab.models import load_chat_model
-    from advlab.utils import resolve_device
-
     if not allow_remote and not _is_loopback(host):  # before loading anything
         raise ConfigError(f"--host {host}: serving beyond loopback needs allow_remote=True; use 127.0.0.1")
     model, tokenizer = load_chat_model(str(model_dir), device=resolve_device(device))
@@ -311,11 +311,6 @@ def stop(port: int) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m advlab.models.serve MODEL_DIR [--port 8000]``: serve a local chat model until Ctrl-C."""
-    import argparse
-    import sys
-
-    from advlab.errors import AdvlabError
-
     parser = argparse.ArgumentParser(
         prog="python -m advlab.models.serve",
         description="Serve a local chat model through the OpenAI chat-completions protocol on 127.0.0.1. "

@@ -1,22 +1,24 @@
 """The demo: every advlab job, end to end, on the embedded defaults (safety gym + digits).
 
 The demo is literally the sequence of ``advlab`` commands a user would type: each step is
-printed before it runs, so any step can be re-run (or varied) by hand. Each step writes its
-own run directory under ``OUT``; the demo's own run directory (``OUT``) records one result
-per step, so an interrupted demo resumes at the first unfinished step. ``OUT/index.html``
-links every step's report.
+printed before it runs, as it can be pasted into a shell, so any step can be re-run (or varied)
+by hand. Each step writes its own run directory under ``OUT``; the demo itself is a job on the
+job layer (one record per step), so an interrupted demo resumes at the first unfinished step.
+Its ``report.html`` (copied to ``index.html``) is the entry page: each step's headline and link.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import shlex
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from advlab.report.format import judge_label, num, pct, rate_of
 
 
 @dataclass
@@ -27,46 +29,58 @@ class DemoStep:
     run_dir: str | None  # relative to OUT; None when the step writes no run directory
     headline: Callable[[dict[str, Any]], str] = field(default=lambda m: "", repr=False)
 
-
-def _pct(x: Any) -> str:
-    return "n/a" if x is None else f"{100 * float(x):.0f} %"
+    @property
+    def id(self) -> str:
+        return self.name
 
 
 def _robust_by_eps(m: dict[str, Any]) -> str:
-    ra = m.get("robust_accuracy")
-    if not isinstance(ra, dict):
+    per = m.get("per_eps")
+    if not isinstance(per, dict) or not per:
         return ""
-    parts = ", ".join(f"eps {k}: {_pct(v)}" for k, v in ra.items())
-    return f"clean {_pct(m.get('clean_accuracy'))}; worst-case robust {parts} ({m.get('steps')} steps)"
+    n = next(iter(per.values())).get("n")
+    parts = ", ".join(f"{num(float(k))}: {rate_of(v.get('robust_accuracy'), v.get('n'), show_n=False)}"
+                      for k, v in per.items())
+    return (f"clean {rate_of(m.get('clean_accuracy'), n, show_n=False)}; worst-case robust accuracy at eps {parts} "
+            f"(n = {n}, {m.get('steps')} steps)")
 
 
 def _valley(m: dict[str, Any]) -> str:
     f = m.get("flatness") or {}
     if not m.get("flipped"):
         return f"no label flipped in {m.get('steps')} steps"
-    return (f"{m.get('flipped')}/{m.get('examples')} flipped (median step {m.get('flip_step_median'):g}); "
-            f"median kappa at flip / clean {f.get('median_ratio_at_flip_over_clean', float('nan')):.3g}x, "
-            f"end / flip {f.get('median_ratio_end_over_flip', float('nan')):.3g}x")
+    return (f"{m.get('flipped')}/{m.get('examples')} flipped (median step {num(m.get('flip_step_median'))}); "
+            f"median kappa at flip / clean {num(f.get('median_ratio_at_flip_over_clean'))}x, "
+            f"end / flip {num(f.get('median_ratio_end_over_flip'))}x")
 
 
 def _training(m: dict[str, Any]) -> str:
-    return (f"val clean {_pct(m.get('val_clean_accuracy'))}, val PGD@{m.get('eval_eps')} "
-            f"{_pct(m.get('val_robust_accuracy'))} after {m.get('epochs')} epochs")
+    return (f"val clean accuracy {pct(m.get('val_clean_accuracy'))}, val PGD@{num(m.get('eval_eps'))} "
+            f"{pct(m.get('val_robust_accuracy'))} after {m.get('epochs')} epochs")
+
+
+def _flips(m: dict[str, Any]) -> str:
+    n = m.get("n")
+    return "; ".join(f"{label} {rate_of(m.get(key), n)}" for key, label in
+                     (("nfr", "NFR"), ("rnfr", "RNFR"), ("s_nfr", "S-NFR")) if key in m)
 
 
 def _update(m: dict[str, Any]) -> str:
-    before = m.get("before_update") or {}
-    return (f"RNFR {_pct(before.get('rnfr'))} -> {_pct(m.get('rnfr'))}, S-NFR {_pct(before.get('s_nfr'))} -> "
-            f"{_pct(m.get('s_nfr'))}; robust accuracy {_pct(m.get('new_robust_accuracy'))}")
+    before, n = m.get("before_update") or {}, m.get("n")
+    return (f"RNFR {pct(before.get('rnfr'))} -> {rate_of(m.get('rnfr'), n)}; S-NFR {pct(before.get('s_nfr'))} -> "
+            f"{rate_of(m.get('s_nfr'), n)}; robust accuracy {pct(m.get('new_robust_accuracy'))}")
+
+
+def _eval(m: dict[str, Any]) -> str:
+    parts = [("refused harmful", "refusal_rate", "n_harmful"), ("utility", "utility", "n_task"),
+             ("over-refusal", "over_refusal", "n_harmless")]
+    return "; ".join(f"{label} {rate_of(m.get(key), m.get(n_key))}" for label, key, n_key in parts if key in m)
 
 
 def _attack_asr(m: dict[str, Any]) -> str:
-    """``attack llm`` headline: ASR by the default judge (compliance), the other judges beside it."""
-    if "asr" not in m:
-        return ""
-    judge = m.get("default_judge") or "?"
-    others = ", ".join(f"{j} {_pct(v)}" for j, v in (m.get("asr_by_judge") or {}).items() if j != judge)
-    return f"ASR {_pct(m.get('asr'))} by {judge}" + (f" ({others})" if others else "")
+    """``attack llm`` headline: the ASR of every judge, named by what it counts, with its interval."""
+    by = m.get("asr_by_judge") or ({m.get("default_judge", "?"): m["asr"]} if "asr" in m else {})
+    return "; ".join(f"{judge_label(j)} {rate_of(v, m.get('n'))}" for j, v in by.items())
 
 
 def demo_steps(out: Path, gym: Path, seed: int, device: str, quick: bool) -> list[DemoStep]:
@@ -80,8 +94,7 @@ def demo_steps(out: Path, gym: Path, seed: int, device: str, quick: bool) -> lis
             "eval-llm", "Safety gym: refusal, utility, over-refusal",
             ["eval", "llm", "--model", str(gym), "--limit", "12" if quick else "60", "--out", o("eval-llm"), *common],
             "eval-llm",
-            lambda m: f"refusal {_pct(m.get('refusal_rate'))}, utility {_pct(m.get('utility'))}, "
-            f"over-refusal {_pct(m.get('over_refusal'))}",
+            _eval,
         ),
         DemoStep(
             "attack-embedding", "Embedding-space attack on the gym",
@@ -148,7 +161,7 @@ def demo_steps(out: Path, gym: Path, seed: int, device: str, quick: bool) -> lis
             ["check-update", "--old", o("models/mlp-pgd-at"), "--new", o("models/cnn-pgd-at"), "--data", "digits",
              "--eps", "0.15", "--steps", "10" if quick else "50", "--out", o("check-update"), *common],
             "check-update",
-            lambda m: f"NFR {_pct(m.get('nfr'))}, RNFR {_pct(m.get('rnfr'))}, S-NFR {_pct(m.get('s_nfr'))}",
+            _flips,
         ),
         DemoStep(
             "update-rcat", "RCAT: update the CNN without new robustness regressions",
@@ -175,41 +188,39 @@ def _metrics(run_dir: Path) -> dict[str, Any]:
 
 def _flat_headline(metrics: dict[str, Any], limit: int = 4) -> str:
     items = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    return ", ".join(f"{k} {v:.3g}" for k, v in items[:limit])
+    return ", ".join(f"{k} {num(v)}" for k, v in items[:limit])
 
 
-def write_index(out: Path, steps: list[DemoStep], records: dict[str, dict[str, Any]]) -> Path:
-    """``OUT/index.html``: one row per step with its command, headline numbers and report link."""
-    from advlab.runs import atomic_write_text
+class DemoJob:
+    """The demo on the job layer: one item per step; ``run_item`` runs the step's command."""
 
-    rows = []
-    for s in steps:
-        rec = records.get(s.name, {})
-        link = ""
-        if s.run_dir and (out / s.run_dir / "report.html").exists():
-            link = f"<a href='{html.escape(s.run_dir)}/report.html'>report</a>"
-        status = rec.get("status", "not run")
-        cls = "ok" if status == "done" else "bad"
-        rows.append(
-            f"<tr><td>{html.escape(s.title)}</td><td class='{cls}'>{html.escape(status)}</td>"
-            f"<td>{html.escape(rec.get('headline', ''))}</td><td>{link}</td>"
-            f"<td><code>{html.escape(rec.get('command', ''))}</code></td></tr>"
-        )
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>advlab demo</title><style>"
-        "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2rem auto;padding:0 1rem}"
-        "td,th{border:1px solid #ddd;padding:.3rem .6rem;vertical-align:top;font-size:.9rem}"
-        "table{border-collapse:collapse}code{font-size:.75rem}.ok{color:#1a7f37}.bad{color:#cf222e}"
-        "</style></head><body><h1>advlab demo</h1>"
-        "<p>Every advlab job on the embedded defaults: the safety-gym chat model and scikit-learn's digits. "
-        "Each row is one command; re-run it yourself to vary it.</p>"
-        "<table><tr><th>step</th><th>status</th><th>headline</th><th>report</th><th>command</th></tr>"
-        + "".join(rows)
-        + "</table></body></html>"
-    )
-    path = out / "index.html"
-    atomic_write_text(path, page)
-    return path
+    name = "demo"
+    resume_ignore = ("device",)
+
+    def __init__(self, out: Path, steps: list[DemoStep], config: dict[str, Any], seed: int, device: str,
+                 invoke: Callable[[list[str]], None], echo: Callable[[str], None], prog: str) -> None:
+        self.out, self.steps, self.config, self.seed, self.device = out, steps, config, seed, device
+        self.invoke, self.echo, self.prog = invoke, echo, prog
+
+    def items(self) -> list[DemoStep]:
+        return self.steps
+
+    def run_item(self, step: DemoStep, tick: Callable[[int], None]) -> dict[str, Any]:
+        i = self.steps.index(step) + 1
+        command = f"{self.prog} {shlex.join(step.args)}"
+        self.echo(f"[{i}/{len(self.steps)}] {step.title}\n  $ {command}")
+        t0 = time.time()
+        self.invoke(step.args)
+        metrics = _metrics(self.out / step.run_dir) if step.run_dir else {}
+        headline = step.headline(metrics) or _flat_headline(metrics)
+        if headline:
+            self.echo(f"  -> {headline}")
+        tick(1)
+        return {"id": step.name, "step": i, "title": step.title, "command": command, "status": "done",
+                "seconds": round(time.time() - t0, 1), "run_dir": step.run_dir, "headline": headline}
+
+    def metrics(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"steps_done": len(records), "steps": len(self.steps)}
 
 
 def run_demo(
@@ -221,39 +232,24 @@ def run_demo(
     gym: Path | None = None,
     invoke: Callable[[list[str]], None],
     echo: Callable[[str], None] = print,
+    prog: str = "advlab",
 ) -> dict[str, Any]:
-    """Run every demo step through ``invoke(args)`` (the CLI, in-process), resuming finished steps."""
-    from advlab.models.zoo import get_safety_gym
-    from advlab.report.html import write_report
-    from advlab.runs import RunDir
+    """Run every demo step through ``invoke(args)`` (the CLI, in-process), resuming finished steps.
 
+    ``prog`` is how the printed commands start (``advlab``, or ``.venv/bin/advlab`` when that is not
+    on the PATH), so that each printed step can be pasted as it is."""
+    from advlab.jobs import check_writable, run_job
+    from advlab.models.zoo import get_safety_gym
+
+    check_writable(out)
     config = {"seed": seed, "quick": quick, "gym": str(gym) if gym else None}
-    with RunDir(out, "demo", config, seed=seed, device=device, resume_ignore=("device",)) as run:
-        if gym is None:
-            quick_flag = " --quick" if quick else ""
-            echo("[0] safety gym: building (about 10 minutes on 2 cores, the first time only) or reusing the "
-                 f"cached model; the same as `advlab zoo build safety-gym --out DIR{quick_flag}`")
-            gym = get_safety_gym(quick=quick, seed=seed, progress=True)
-        steps = demo_steps(out, gym, seed, device, quick)
-        records = {r["id"]: r for r in run.records}
-        for i, step in enumerate(steps, 1):
-            command = "advlab " + shlex.join(step.args)
-            if run.is_done(step.name):
-                echo(f"[{i}/{len(steps)}] {step.title}: done earlier, skipped")
-                continue
-            echo(f"[{i}/{len(steps)}] {step.title}\n  $ {command}")
-            t0 = time.time()
-            invoke(step.args)
-            metrics = _metrics(out / step.run_dir) if step.run_dir else {}
-            headline = step.headline(metrics) or _flat_headline(metrics)
-            rec = {"id": step.name, "title": step.title, "command": command, "status": "done",
-                   "seconds": round(time.time() - t0, 1), "run_dir": step.run_dir, "headline": headline}
-            run.append(rec)
-            records[step.name] = rec
-            if headline:
-                echo(f"  -> {headline}")
-        run.write_metrics({name: {"headline": r.get("headline"), "seconds": r.get("seconds")}
-                           for name, r in records.items()})
-        index = write_index(out, steps, records)
-    write_report(out, redraw=False)
-    return {"index": index, "steps": records}
+    if gym is None:
+        quick_flag = " --quick" if quick else ""
+        gym = get_safety_gym(quick=quick, seed=seed, progress=True, echo=lambda line: echo(f"[0] {line}"))
+        echo(f"  gym: {gym}  (print it again with `{prog} zoo path safety-gym{quick_flag}`)")
+    steps = demo_steps(out, gym, seed, device, quick)
+    job = DemoJob(out, steps, config, seed, device, invoke, echo, prog)
+    result = run_job(job, out, progress=False)
+    index = out / "index.html"
+    shutil.copyfile(out / "report.html", index)
+    return {"index": index, "steps": {r["id"]: r for r in result.records}}

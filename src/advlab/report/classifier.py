@@ -36,14 +36,22 @@ def attack_figures(run_dir: Path, manifest, config, records, metrics) -> list[Pa
     eps, clean, robust = robust_accuracy_by_eps(records)
     norm = {"linf": "L∞", "l2": "L2"}.get(str(config.get("norm", "linf")), str(config.get("norm")))
     method = str(config.get("method", "attack"))
+    from advlab.metrics import wilson_interval
+
+    n = len(records) // max(len(eps), 1)
     fig, ax = plt.subplots(figsize=(5.5, 4))
+    band = [wilson_interval(int(round(r * n)), n) for r in robust]
+    ax.fill_between(eps, [b[0] for b in band], [b[1] for b in band], color="#cf222e", alpha=0.15,
+                    label="95 % Wilson interval")
     ax.plot(eps, robust, "o-", color="#cf222e", label=f"robust ({method})")
+    for e, r in zip(eps, robust):
+        ax.annotate(f"{100 * r:.0f} %", (e, r), xytext=(4, 6), textcoords="offset points", fontsize=8)
     ax.plot(eps, clean, "--", color="#555", label="clean")
     ax.set_xlabel(f"ε ({norm} radius, input scale [0, 1])")
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)
     name = Path(str(config.get("model", ""))).name or "model"
-    ax.set_title(f"Robust accuracy vs ε — {name}, n={len(records) // max(len(eps), 1)}")
+    ax.set_title(f"Robust accuracy vs ε — {name}, n={n}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -73,7 +81,7 @@ def _examples_figure(path: Path, dest: Path, plt) -> Path | None:
     k = clean.shape[0]
     if clean.dim() != 4 or clean.shape[1] not in (1, 3):
         return None
-    fig, axes = plt.subplots(3, k, figsize=(1.3 * k, 4.3), squeeze=False)
+    fig, axes = plt.subplots(3, k, figsize=(1.3 * k + 1.0, 4.6), squeeze=False)
 
     def show(ax, img, **kw):
         img = img.permute(1, 2, 0).numpy()
@@ -92,12 +100,20 @@ def _examples_figure(path: Path, dest: Path, plt) -> Path | None:
         ok = int(preds[j]) == int(labels[j])
         axes[1, j].set_title(f"pred {int(preds[j])}", fontsize=8, color="#1a7f37" if ok else "#cf222e")
         d = delta[j].mean(0, keepdim=True) if delta.shape[1] == 3 else delta[j]
-        show(axes[2, j], d, cmap="seismic", vmin=-scale, vmax=scale)
+        im = axes[2, j].imshow(d.permute(1, 2, 0).numpy()[..., 0], cmap="seismic", vmin=-scale, vmax=scale)
+        axes[2, j].set_xticks([])
+        axes[2, j].set_yticks([])
+        if float(delta[j].abs().max()) == 0.0:
+            axes[2, j].set_title("no change:\nattack failed", fontsize=7, color="#555")
+        elif ok:
+            axes[2, j].set_title("attack failed", fontsize=7, color="#555")
     axes[0, 0].set_ylabel("clean", fontsize=9)
     axes[1, 0].set_ylabel("adversarial", fontsize=9)
     axes[2, 0].set_ylabel("perturbation", fontsize=9)
-    fig.suptitle(f"Examples at ε = {e} (perturbation colour scale ±{scale:.3g})", fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(f"Examples at ε = {e}: clean, adversarial (green: still correct), perturbation", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    cax = fig.add_axes((0.92, 0.06, 0.015, 0.25))
+    fig.colorbar(im, cax=cax, label="δ (input scale)").ax.tick_params(labelsize=7)
     fig.savefig(dest, dpi=110)
     plt.close(fig)
     return dest

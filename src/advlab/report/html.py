@@ -24,7 +24,15 @@ FIGURE_MAKERS: dict[str, str] = {
     "analyze-hessian": "advlab.report.valley:hessian_figures",
     "check-update": "advlab.report.update:update_figures",
     "update-classifier": "advlab.report.update:update_figures",
+    "reproduce-rcat": "advlab.report.update:recipe_figures",
+    "reproduce-valley": "advlab.report.valley:reproduce_valley_figures",
     "train-llm": "advlab.report.train_llm:train_figures",
+}
+
+# job name -> "module:function" that writes the whole page instead of the generic report:
+# fn(run_dir, manifest, config, records, metrics, css) -> str
+PAGES: dict[str, str] = {
+    "demo": "advlab.report.demo:demo_page",
 }
 
 _CSS = """
@@ -39,11 +47,22 @@ pre{white-space:pre-wrap;background:#f8f8f8;padding:.4rem;margin:0;font-size:.8r
 """
 
 
+def _rounded(v: Any) -> Any:
+    """``v`` with every float rounded to 4 significant digits (for display; metrics.json keeps all)."""
+    if isinstance(v, float):
+        return float(f"{v:.4g}")
+    if isinstance(v, dict):
+        return {k: _rounded(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_rounded(x) for x in v]
+    return v
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     if isinstance(v, (dict, list)):
-        s = json.dumps(v, ensure_ascii=False)
+        s = json.dumps(_rounded(v), ensure_ascii=False)
         return s if len(s) < 300 else s[:300] + " …"
     return str(v)
 
@@ -96,6 +115,13 @@ def write_report(run_dir: str | Path, redraw: bool = True) -> Path:
     if redraw:
         make_figures(run_dir)
     manifest, config, records, metrics = load_run(run_dir)
+    out = run_dir / "report.html"
+    page = PAGES.get(manifest.get("job", ""))
+    if page:
+        module_name, fn_name = page.split(":")
+        fn = getattr(importlib.import_module(module_name), fn_name)
+        atomic_write_text(out, fn(run_dir, manifest, config, records, metrics, _CSS))
+        return out
     status = manifest.get("status", "?")
     status_cls = "ok" if status == "done" else "bad"
     parts = [
@@ -105,15 +131,23 @@ def write_report(run_dir: str | Path, redraw: bool = True) -> Path:
         f"<p class='muted'>{html.escape(str(run_dir))} · status <span class='{status_cls}'>{html.escape(status)}</span>"
         f" · started {html.escape(str(manifest.get('started')))} · ended {html.escape(str(manifest.get('ended')))}</p>",
     ]
+    lines = headline(manifest.get("job", ""), metrics)
+    if lines:
+        parts.append("<h2>Headline</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in lines) + "</ul>")
     if metrics:
         flat = [(k, v) for k, v in metrics.items() if not isinstance(v, (dict, list))]
         nested = [(k, v) for k, v in metrics.items() if isinstance(v, (dict, list))]
         parts.append("<h2>Metrics</h2>" + _table(flat))
         for k, v in nested:
+            if k == "asr_by_judge" and isinstance(v, dict):  # judges named by what they count
+                from advlab.report.format import judge_label
+
+                v = {f"{judge_label(j)} (judge {j!r})": x for j, x in v.items()}
             if isinstance(v, dict) and all(not isinstance(x, (dict, list)) for x in v.values()):
                 parts.append(f"<h3>{html.escape(k)}</h3>" + _table(list(v.items())))
             else:
-                parts.append(f"<h3>{html.escape(k)}</h3><pre>{html.escape(json.dumps(v, indent=1)[:4000])}</pre>")
+                text = json.dumps(_rounded(v), indent=1, ensure_ascii=False)[:4000]
+                parts.append(f"<h3>{html.escape(k)}</h3><pre>{html.escape(text)}</pre>")
     figs = sorted((run_dir / "figures").glob("*.png")) if (run_dir / "figures").exists() else []
     if figs:
         parts.append("<h2>Figures</h2>")
@@ -133,9 +167,29 @@ def write_report(run_dir: str | Path, redraw: bool = True) -> Path:
         )
     )
     parts.append("</body></html>")
-    out = run_dir / "report.html"
     atomic_write_text(out, "\n".join(parts))
     return out
+
+
+def headline(job: str, metrics: dict[str, Any]) -> list[str]:
+    """The rates a reader looks for first, each with its 95 % Wilson interval; judges named by what they count."""
+    from advlab.report.format import judge_label, rate_of
+
+    if job == "attack-llm":
+        default = metrics.get("default_judge")
+        return [f"{judge_label(j)}{', the default judge' if j == default else ''}: {rate_of(v, metrics.get('n'))}"
+                for j, v in (metrics.get("asr_by_judge") or {}).items()]
+    if job == "eval-llm":
+        rows = (("harmful requests refused", "refusal_rate", "n_harmful"), ("utility (tasks answered exactly)",
+                "utility", "n_task"), ("over-refusal (harmless requests refused)", "over_refusal", "n_harmless"))
+        return [f"{label}: {rate_of(metrics.get(k), metrics.get(n))}" for label, k, n in rows
+                if metrics.get(k) is not None]
+    if job in ("check-update", "update-classifier") and "nfr" in metrics:
+        n = metrics.get("n")
+        return [f"{label}: {rate_of(metrics.get(k), n)}" for k, label in
+                (("nfr", "NFR"), ("rnfr", "RNFR"), ("s_nfr", "S-NFR"), ("new_robust_accuracy", "new robust accuracy"))
+                if metrics.get(k) is not None]
+    return []
 
 
 def _flatten_cfg(d: Any, prefix: str = "") -> dict[str, Any]:

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from advlab.analysis.valley import align_at_flip, curves, flip_steps  # noqa: E402
+from advlab.runs import load_run  # noqa: E402
 
 PANELS = (
     ("loss", "cross-entropy loss of the true label"),
@@ -44,12 +45,12 @@ def _aligned_panel(ax, records: Sequence[dict[str, Any]], key: str, label: str, 
     n_max = max(a["count"])
     keep = [i for i, c in enumerate(a["count"]) if c >= max(2, n_max // 4)]  # offsets most examples reach
     off = [a["offset"][i] for i in keep]
-    mean = [a["mean"][i] for i in keep]
+    med = [a["median"][i] for i in keep]
     lo = [a["q25"][i] for i in keep]
     hi = [a["q75"][i] for i in keep]
-    line = ax.plot(off, mean, color=color, label=(f"{name}: mean" if name else "mean"))[0]
+    line = ax.plot(off, med, color=color, label=(f"{name}: median" if name else "median over examples"))[0]
     ax.fill_between(off, lo, hi, alpha=0.25, color=line.get_color(),
-                    label=(f"{name}: 25–75 %" if name else "25–75 % of examples"))
+                    label=(f"{name}: 25th–75th percentile" if name else "25th–75th percentile"))
     ax.axvline(0, color="k", lw=0.8, ls="--")
     ax.set_xlabel("attack step relative to the label flip")
     ax.set_ylabel(label)
@@ -58,7 +59,8 @@ def _aligned_panel(ax, records: Sequence[dict[str, Any]], key: str, label: str, 
 
 def valley_figures(run_dir: Path, manifest: Mapping, config: Mapping, records: Sequence[dict[str, Any]],
                    metrics: Mapping) -> list[Path]:
-    """Flip-aligned curves (mean and inter-quartile band), per-example κ traces, κ against confidence."""
+    """Flip-aligned curves (median and 25th–75th percentile band, the statistics the headline reports),
+    per-example κ traces, κ against confidence (flipped and not flipped side by side, so neither hides)."""
     run_dir = Path(run_dir)
     figs = run_dir / "figures"
     out: list[Path] = []
@@ -94,17 +96,18 @@ def valley_figures(run_dir: Path, manifest: Mapping, config: Mapping, records: S
     ax.set_title(f"κ per example (dots: flip step; first {min(25, len(kappa))} examples)")
     out.append(_save(fig, figs / "valley_traces.png"))
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for flipped, color, lab in ((False, "tab:blue", "label not flipped"), (True, "tab:red", "label flipped")):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharex=True, sharey=True)
+    for ax, (flipped, color, lab) in zip(axes, ((False, "tab:blue", "label not flipped (yet)"),
+                                                (True, "tab:red", "label flipped"))):
         pts = [(r["confidence"], r["flatness"]) for r in records
                if bool(r["flipped"]) == flipped and r.get("flatness") is not None and r["flatness"] > 0]
         if pts:
-            ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=4, alpha=0.3, color=color, label=lab)
-    ax.set_yscale("log")
-    ax.set_xlabel("confidence (max softmax)")
-    ax.set_ylabel("relative flatness κ")
-    ax.set_title("Flatness against confidence, every example and step")
-    ax.legend(fontsize=8, markerscale=3)
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=4, alpha=0.3, color=color)
+        ax.set_yscale("log")
+        ax.set_xlabel("confidence (max softmax)")
+        ax.set_title(f"{lab}: {len(pts)} (example, step) points", fontsize=10)
+    axes[0].set_ylabel("relative flatness κ")
+    fig.suptitle("Flatness against confidence, every example and step", fontsize=11)
     out.append(_save(fig, figs / "valley_flatness_vs_confidence.png"))
     return out
 
@@ -216,3 +219,10 @@ def llm_valley_figures(run_dir: Path, manifest: Mapping, config: Mapping, record
     n_flip = sum(f is not None for f in fs.values())
     fig.suptitle(f"LLM valley ({method}, layer {config.get('layer', '?')}): {n_flip}/{len(names)} behaviours flip")
     return [_save(fig, Path(run_dir) / "figures" / "llm_valley.png")]
+
+
+def reproduce_valley_figures(run_dir: Path, manifest: Mapping, config: Mapping, records: Sequence[dict[str, Any]],
+                             metrics: Mapping) -> list[Path]:
+    """``reproduce-valley``: :func:`comparison_figure` of the models' valley runs (each record's ``valley_run``)."""
+    runs = {r["id"]: load_run(Path(r["valley_run"]))[2] for r in records}
+    return [comparison_figure(runs, Path(run_dir) / "figures" / "valley_comparison.png")] if runs else []

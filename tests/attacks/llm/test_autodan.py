@@ -21,7 +21,7 @@ from advlab.attacks.llm.autodan import (
     target_losses,
 )
 from advlab.attacks.llm.prototypes import PLACEHOLDER, PROTOTYPES, SYNONYMS
-from advlab.data.behavior import Behavior
+from advlab.data.behavior_record import Behavior
 from advlab.errors import ConfigError
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from advlab.attacks.llm.pair import PAIRConfig, parse_attacker_reply, run_pair
-from advlab.data.behavior import Behavior
+from advlab.data.behavior_record import Behavior
 from advlab.errors import ConfigError
 from advlab.judges.base import Verdict
 

@@ -68,8 +68,23 @@ def test_rcat_with_no_correct_reference_sample_is_weighted_ce_not_nan():
 
 def test_pct_objective_matches_a_hand_computation():
     d_all = 0.5 * (4 + 1 + 0 + 0 + 1 + 9) / 6  # L − OLD: [2, −1, 0], [0, 1, −3]
-    d_sel = 0.5 * 10 / 3
-    assert float(pct_objective(L, Y, OLD, 1.0, 2.0)) == pytest.approx(CE + d_all + 2 * d_sel, rel=1e-6)
+    # focal term: only row 1 (old model right), D_1 = ½·10/3, divided by the batch size N = 2 (Yan et al.)
+    focal = 0.5 * 10 / 3 / 2
+    assert float(pct_objective(L, Y, OLD, 1.0, 2.0)) == pytest.approx(CE + d_all + 2 * focal, rel=1e-6)
+
+
+def test_pct_focal_term_divides_by_the_batch_size_not_by_the_old_models_correct_count():
+    """Reference PCTLoss: focal = (1/N)·Σ_i 1[i∈S_old]·D_i. Four rows, the old model right on one: the focal
+    term is D_0 / 4 (a mean over S_old would give D_0, i.e. β inflated by N/|S_old| = 4)."""
+    logits = torch.zeros(4, 3)
+    old = torch.tensor([[4.0, 0.0, 0.0], [0.0, 0.0, 2.0], [0.0, 0.0, 2.0], [0.0, 0.0, 2.0]])
+    y = torch.zeros(4, dtype=torch.long)  # old right on row 0 only
+    d = 0.5 * (old**2).sum(1) / 3  # D_i of each row against logits 0
+    ce = math.log(3)
+    no_focal = float(pct_objective(logits, y, old, 1.0, 0.0))
+    assert no_focal == pytest.approx(ce + float(d.mean()), rel=1e-6)
+    focal = float(pct_objective(logits, y, old, 0.0, 1.0)) - ce
+    assert focal == pytest.approx(float(d[0]) / 4, rel=1e-6)
 
 
 @pytest.mark.parametrize("alpha,beta", [(0.7, 0.4), (1.0, 0.1), (-0.1, 0.5), (0.5, float("nan"))])
@@ -144,7 +159,7 @@ def test_training_examples_stay_in_the_ball_and_pct_at_runs():
 
 def test_distillation_only_rcat_pulls_the_model_toward_the_old_one():
     """With α = 0, β = 1 the loss is D to the old model on its correct samples: fine-tuning must shrink it."""
-    from advlab.training.classifier.loop import train_epoch
+    from advlab.training.classifier.epoch import train_epoch
 
     old, new0, x, y = _models()
     y = old(x).argmax(1).detach()  # the old model is right everywhere: D covers every sample

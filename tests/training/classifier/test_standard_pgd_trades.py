@@ -12,12 +12,12 @@ from advlab.attacks.classifier import PGD
 from advlab.data import load_image_split
 from advlab.errors import ConfigError
 from advlab.models import build_classifier, load_classifier
+from advlab.pipelines.train_classifier import run_training
 from advlab.training.classifier import (
     TrainConfig,
     evaluate_accuracy,
     iterate_batches,
     pgd_at_loss,
-    run_training,
     standard_loss,
     trades_adversary,
     trades_loss,

@@ -7,6 +7,7 @@ with per-sample success, objective and query counts.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -70,6 +71,4 @@ def to_result(res: LoopResult, x: torch.Tensor, norm: str) -> AttackResult:
 
 def mode_of(model: nn.Module, mode: str):
     """``attack_mode`` for modules; a no-op for plain callables."""
-    import contextlib
-
     return attack_mode(model, mode) if isinstance(model, nn.Module) else contextlib.nullcontext()

@@ -16,7 +16,7 @@ the model runs in eval mode during the attack and its modes are restored afterwa
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +24,7 @@ from torch import nn
 
 from advlab.attacks.classifier.constraints import Box, L2Ball, LinfBall, _view
 from advlab.attacks.classifier.validate import check_logits
+from advlab.torchutil import eval_mode
 
 # callback(step, x_adv, objective, logits) -> optional True to stop the attack early
 Callback = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], "bool | None"]
@@ -43,17 +44,9 @@ class LoopResult:
     backward_passes: int
 
 
-@contextlib.contextmanager
-def attack_mode(model: nn.Module, mode: str = "eval") -> Iterator[None]:
-    """Run ``model`` in eval mode (``mode="eval"``) or as it is (``"keep"``); restore every module's mode."""
-    modes = [(m, m.training) for m in model.modules()]
-    if mode == "eval":
-        model.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
+def attack_mode(model: nn.Module, mode: str = "eval") -> contextlib.AbstractContextManager:
+    """Run ``model`` in eval mode (``mode="eval"``, every module's mode restored after) or as it is (``"keep"``)."""
+    return eval_mode(model) if mode == "eval" else contextlib.nullcontext(model)
 
 
 def make_generator(seed: int | None) -> torch.Generator | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -27,6 +28,14 @@ def check_steps(steps: int, name: str = "steps") -> int:
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ConfigError(f"{name}={steps!r} must be an integer >= 1; pass e.g. {name}=10")
     return steps
+
+
+def check_number(value: float, name: str, *, positive: bool = False) -> float:
+    """A finite number >= 0 (> 0 with ``positive``); ConfigError naming ``name`` otherwise."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
+    if not ok or (positive and value == 0):
+        raise ConfigError(f"{name}={value!r} must be a finite number {'>' if positive else '>='} 0")
+    return float(value)
 
 
 def check_inputs(x: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> None:

@@ -29,25 +29,43 @@ from __future__ import annotations
 
 import math
 import random
-import re
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from advlab.attacks.llm.base import AttackBudget, LLMAttackResult
-from advlab.attacks.llm.prototypes import PLACEHOLDER, PROTOTYPES, SYNONYMS
-from advlab.data.behavior import Behavior
-from advlab.errors import ConfigError
-from advlab.models.backends import derive_seed
+import torch
 
-REPHRASE_PROMPT = (
-    "Rephrase the following text so that it keeps its meaning but uses different wording. Keep the marker "
-    "{ph} exactly as it is, once. Answer with the rephrased text only.\n\nTEXT:\n{text}"
+from advlab.attacks.llm.autodan_operators import (
+    Mutator,
+    crossover,
+    fill,
+    normalize_template,
+    roulette_select,
+    split_sentences,
+    synonym_mutation,
 )
+from advlab.attacks.llm.base import AttackBudget, AttackHelpers, AttackPrompt, LLMAttackResult, OnStep
+from advlab.attacks.llm.common import AdaptiveChunker, left_pad, model_device, target_logits, target_loss_from_logits
+from advlab.attacks.llm.prototypes import PROTOTYPES
+from advlab.data.behavior_record import Behavior
+from advlab.errors import ConfigError
+from advlab.models.chat_api import derive_seed
+from advlab.models.formatting import ChatFormatter
+from advlab.models.generation import greedy_generate, pad_id_of, stop_token_ids
 
-_SENTENCE_RE = re.compile(r"(?<=[.!?])\s+")
-_WORD_RE = re.compile(r"[A-Za-z][A-Za-z'-]*")
+__all__ = [
+    "AutoDANConfig",
+    "Mutator",
+    "autodan_attack",
+    "crossover",
+    "fill",
+    "normalize_template",
+    "roulette_select",
+    "run_autodan",
+    "split_sentences",
+    "synonym_mutation",
+    "target_losses",
+]
 
 
 @dataclass
@@ -100,120 +118,6 @@ class AutoDANConfig:
         return max(1, int(self.elite_fraction * self.population_size))
 
 
-# ----------------------------------------------------------------------------------- text operators
-
-
-def normalize_template(text: str) -> str:
-    """Exactly one placeholder: append it when missing, keep only the last when repeated."""
-    text = " ".join(text.split())
-    count = text.count(PLACEHOLDER)
-    if count == 0:
-        return f"{text} {PLACEHOLDER}".strip()
-    if count > 1:
-        head, _, tail = text.rpartition(PLACEHOLDER)
-        text = " ".join(head.replace(PLACEHOLDER, " ").split()) + " " + PLACEHOLDER + tail
-    return text.strip()
-
-
-def fill(template: str, request: str) -> str:
-    """The user message: the template with the request in place of the placeholder."""
-    return normalize_template(template).replace(PLACEHOLDER, request.strip())
-
-
-def split_sentences(text: str) -> list[str]:
-    return [s for s in _SENTENCE_RE.split(text.strip()) if s]
-
-
-def crossover(a: str, b: str, num_points: int, rng: random.Random) -> tuple[str, str]:
-    """Sentence-level multi-point crossover: cut points split both sentence lists into stretches; each
-    stretch of child 1 comes from a or b by a coin flip, child 2 gets the other one."""
-    sa, sb = split_sentences(a), split_sentences(b)
-    n = min(len(sa), len(sb))
-    if n < 2:
-        return (a, b) if rng.random() < 0.5 else (b, a)
-    cuts = sorted(rng.sample(range(1, n), min(num_points, n - 1)))
-    c1: list[str] = []
-    c2: list[str] = []
-    last = 0
-    for cut in [*cuts, None]:
-        pa = sa[last:cut] if cut is not None else sa[last:]
-        pb = sb[last:cut] if cut is not None else sb[last:]
-        if rng.random() < 0.5:
-            pa, pb = pb, pa
-        c1.extend(pa)
-        c2.extend(pb)
-        last = cut if cut is not None else last
-    return normalize_template(" ".join(c1)), normalize_template(" ".join(c2))
-
-
-def synonym_mutation(
-    text: str, rng: random.Random, swap_prob: float = 0.2, table: dict[str, Sequence[str]] | None = None
-) -> str:
-    """Replace each word that has synonyms with probability ``swap_prob`` (at least one word when any
-    has synonyms), keeping capitalisation; the placeholder is never touched."""
-    table = SYNONYMS if table is None else table
-    protected = [(m.start(), m.end()) for m in re.finditer(re.escape(PLACEHOLDER), text)]
-    matches = [
-        m
-        for m in _WORD_RE.finditer(text)
-        if m.group(0).lower() in table and not any(a <= m.start() < b for a, b in protected)
-    ]
-    if not matches:
-        return text
-    chosen = [m for m in matches if rng.random() < swap_prob] or [rng.choice(matches)]
-    out, last = [], 0
-    for m in chosen:
-        word = m.group(0)
-        new = rng.choice(list(table[word.lower()]))
-        if word[0].isupper():
-            new = new[0].upper() + new[1:]
-        out.append(text[last : m.start()])
-        out.append(new)
-        last = m.end()
-    out.append(text[last:])
-    return "".join(out)
-
-
-def roulette_select(losses: Sequence[float], k: int, rng: random.Random) -> list[int]:
-    """Draw ``k`` indices with replacement, P(i) ∝ exp(-(loss_i - min loss)) (AutoDAN's softmax of -loss)."""
-    lo = min(losses)
-    weights = [math.exp(-(x - lo)) if math.isfinite(x) else 0.0 for x in losses]
-    if not any(weights):
-        weights = [1.0] * len(losses)
-    return rng.choices(range(len(losses)), weights=weights, k=k)
-
-
-class Mutator:
-    """Mutation operator: LLM rephrasing through a chat backend, or synonym substitution without one.
-
-    A rephrasing that comes back empty is replaced by a synonym mutation (counted in ``fallbacks``);
-    a rephrasing that lost the placeholder gets it appended by :func:`normalize_template`.
-    """
-
-    def __init__(self, backend: Any = None, swap_prob: float = 0.2, max_new_tokens: int = 256) -> None:
-        self.backend = backend
-        self.swap_prob = swap_prob
-        self.max_new_tokens = max_new_tokens
-        self.calls = 0
-        self.fallbacks = 0
-
-    def __call__(self, text: str, rng: random.Random) -> str:
-        self.calls += 1
-        if self.backend is not None:
-            seed = rng.randrange(2**31)
-            reply = self.backend.chat(
-                [{"role": "user", "content": REPHRASE_PROMPT.format(ph=PLACEHOLDER, text=text)}],
-                max_new_tokens=self.max_new_tokens,
-                temperature=1.0,
-                seed=seed,
-            )
-            reply = (reply or "").strip()
-            if reply:
-                return normalize_template(reply)
-            self.fallbacks += 1
-        return normalize_template(synonym_mutation(text, rng, self.swap_prob))
-
-
 # ----------------------------------------------------------------------------------- model side
 
 
@@ -222,8 +126,6 @@ def _default_segments(tokenizer: Any, formatter: Any = None) -> Callable[[str, s
 
     A given formatter with another slot mode is rebuilt with the same system prompt and slot "request".
     """
-    from advlab.models.formatting import ChatFormatter
-
     if formatter is None or getattr(formatter, "slot", "request") != "request":
         system = getattr(formatter, "system_prompt", None)
         formatter = ChatFormatter(
@@ -239,16 +141,6 @@ def target_losses(model: Any, segments: Sequence[Any], batch_size: int = 16) -> 
     target sits at the end (position ids follow the real tokens), and only the target-position
     logits are projected to the vocabulary. Rows are grouped by their target ids.
     """
-    import torch
-
-    from advlab.attacks.llm.common import (
-        AdaptiveChunker,
-        left_pad,
-        model_device,
-        target_logits,
-        target_loss_from_logits,
-    )
-
     device = model_device(model)
     losses: list[float] = [math.nan] * len(segments)
     groups: dict[tuple[int, ...], list[int]] = {}
@@ -272,13 +164,11 @@ def target_losses(model: Any, segments: Sequence[Any], batch_size: int = 16) -> 
 
 
 def _greedy_text(model: Any, tokenizer: Any, prompt_ids: list[int], max_new_tokens: int) -> str:
-    from advlab.attacks.llm.common import eos_token_ids, greedy_generate, pad_id_of
-
     out = greedy_generate(
         model,
         input_ids=[list(prompt_ids)],
         max_new_tokens=max_new_tokens,
-        eos_ids=eos_token_ids(model, tokenizer),
+        eos_ids=stop_token_ids(model, tokenizer),
         pad_id=pad_id_of(tokenizer),
     )
     return tokenizer.decode(out[0], skip_special_tokens=True)
@@ -296,15 +186,15 @@ def run_autodan(
     backend: Any = None,
     segments_fn: Callable[[str, str], Any] | None = None,
     loss_fn: Callable[[Sequence[Any]], list[float]] | None = None,
-    progress: Callable[[int, float], None] | None = None,
+    on_step: OnStep | None = None,
 ) -> LLMAttackResult:
     """Run AutoDAN on one behaviour (see the module docstring).
 
     ``formatter``: a ChatFormatter whose slot is the whole request (default: built from the tokenizer);
     ``backend``: a ChatBackend used to rephrase in mutations (None = synonym substitution);
     ``segments_fn(message, target) -> PromptSegments`` and ``loss_fn(segments) -> losses`` override
-    the formatter and the fitness (tests, other models); ``progress(step, best_loss)`` is called
-    after each generation.
+    the formatter and the fitness (tests, other models); ``on_step(generation, best_loss)`` is called
+    after each generation (1-based).
     """
     cfg = config or AutoDANConfig()
     if not behavior.target or not behavior.target.strip():
@@ -316,7 +206,6 @@ def run_autodan(
     if loss_fn is None:
         loss_fn = lambda segs: target_losses(model, segs, cfg.batch_size)  # noqa: E731
 
-    started = time.perf_counter()
     rng = random.Random(derive_seed(cfg.seed, 0xA070DA))
     mutate = Mutator(backend, cfg.word_swap_prob, cfg.rephrase_max_new_tokens)
     request, target = behavior.request, behavior.target
@@ -354,8 +243,8 @@ def run_autodan(
             best_loss, best_template, stale = gen_best, population[order[0]], 0
         else:
             stale += 1
-        if progress is not None:
-            progress(step, best_loss)
+        if on_step is not None:
+            on_step(step + 1, best_loss)
         if cfg.early_stop and (step + 1) % cfg.check_every == 0:
             forward += 1
             text = _greedy_text(
@@ -392,9 +281,7 @@ def run_autodan(
         loss_history=loss_history,
         adv_string=fill(best_template, request),
         adv_prompt_ids=list(best_seg.prompt_ids),
-        budget=AttackBudget(
-            steps=steps, forward_passes=forward, backward_passes=0, seconds=time.perf_counter() - started
-        ),
+        budget=AttackBudget(steps=steps, forward_passes=forward, backward_passes=0),
         early_stopped=stop_reason != "max steps",
         extra={
             "adv_slot": "request",
@@ -406,3 +293,22 @@ def run_autodan(
             "config": asdict(cfg),
         },
     )
+
+
+def autodan_attack(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[AttackPrompt],
+    config: AutoDANConfig,
+    *,
+    on_step: OnStep | None = None,
+    helpers: AttackHelpers | None = None,
+) -> LLMAttackResult:
+    """AutoDAN in the attack protocol, on one prompt; ``helpers.rephraser`` (a chat backend) rephrases in
+    mutations, else synonym substitution. The slot is the whole request (the formatter's system prompt kept)."""
+    if len(prompts) != 1:
+        raise ConfigError("AutoDAN attacks one behaviour per call; pass one prompt")
+    (prompt,) = prompts
+    rephraser = helpers.rephraser if helpers is not None else None
+    return run_autodan(model, tokenizer, prompt.behavior, config, formatter=prompt.formatter, backend=rephraser,
+                       on_step=on_step)

@@ -1,4 +1,7 @@
-"""Shared pieces of every LLM attack: target loss, greedy generation, token masks, prefix KV cache.
+"""Shared pieces of every LLM attack: target loss, token masks, prefix KV cache, OOM-safe chunking.
+
+Greedy generation, padding and the stop-id rule live in :mod:`advlab.models.generation` (re-exported here
+under their names for the attacks' callers).
 
 Conventions (kept stable; AutoDAN, PAIR, CAT and trigger learning call these):
 
@@ -9,8 +12,9 @@ Conventions (kept stable; AutoDAN, PAIR, CAT and trigger learning call these):
 - The mellowmax variant (nanoGCG's option) is mm_α(−z) = (1/α)·(log Σ_t exp(−α z_t) − log T),
   z_t the target logit at position t.
 - A *prefix cache* holds the KV cache of tokens shared by every candidate (system prompt,
-  template header, request): computed once with batch 1, then **expanded** (a view, no copy)
-  to the batch of candidates for each forward pass.
+  template header, request): computed once with batch 1 through transformers' cache API
+  (``cache=DynamicCache(config=...)``), then **expanded** (a view, no copy) to the batch of
+  candidates for each forward pass.
 """
 
 from __future__ import annotations
@@ -20,36 +24,46 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from advlab.errors import ConfigError
+from advlab.models.generation import (
+    embedding_matrix,
+    greedy_generate,
+    left_pad,
+    model_device,
+    pad_id_of,
+    position_ids_from_mask,
+    stop_token_ids,
+)
+
+__all__ = [
+    "IGNORE_INDEX",
+    "AdaptiveChunker",
+    "PrefixCache",
+    "batch_target_loss",
+    "compute_prefix_cache",
+    "disallowed_token_mask",
+    "embedding_matrix",
+    "greedy_generate",
+    "is_oom",
+    "left_pad",
+    "mellowmax",
+    "model_device",
+    "pad_id_of",
+    "position_ids_from_mask",
+    "stop_token_ids",
+    "target_logits",
+    "target_loss_from_logits",
+    "target_matches",
+    "to_ids_tensor",
+]
 
 IGNORE_INDEX = -100
 
 
 # ---- embeddings and token masks ---------------------------------------------------------------
-def embedding_matrix(model: Any) -> torch.Tensor:
-    """The input embedding matrix W_E [V, d] of a causal LM."""
-    return model.get_input_embeddings().weight
-
-
-def model_device(model: Any) -> torch.device:
-    return next(model.parameters()).device
-
-
-def eos_token_ids(model: Any, tokenizer: Any = None) -> set[int]:
-    """Every id that ends a generation (generation config, model config and tokenizer)."""
-    ids: set[int] = set()
-    for src in (getattr(model, "generation_config", None), getattr(model, "config", None), tokenizer):
-        if src is None:
-            continue
-        val = getattr(src, "eos_token_id", None)
-        if isinstance(val, int):
-            ids.add(val)
-        elif isinstance(val, (list, tuple)):
-            ids.update(int(v) for v in val if v is not None)
-    return ids
-
-
 def disallowed_token_mask(
     tokenizer: Any,
     vocab_size: int,
@@ -145,23 +159,28 @@ def target_matches(logits: torch.Tensor, target_ids: torch.Tensor, target_mask: 
 # ---- prefix KV cache ---------------------------------------------------------------------------
 @dataclass
 class PrefixCache:
-    """KV cache of a shared prefix (batch 1): one (key, value) pair per layer, and its length."""
+    """KV cache of a shared prefix (batch 1): one (key, value) pair per layer, its length, the model config."""
 
     kv: list[tuple[torch.Tensor, torch.Tensor]]
     length: int
+    config: Any = None
 
-    def expand(self, batch: int) -> Any:
-        """A fresh ``DynamicCache`` whose tensors are views expanded to ``batch`` rows (no copy).
+    def expand(self, batch: int) -> DynamicCache:
+        """A fresh ``DynamicCache`` holding the prefix for ``batch`` rows.
 
-        (Building the cache from tensors copies them once at batch 1; the expanded views then replace
-        them, so no B-fold copy of the prefix is made before the forward pass.)
+        Plain dynamic layers get views expanded to ``batch`` rows (no B-fold copy of the prefix before
+        the forward pass); any other layer type (e.g. sliding-window) is filled through its own
+        ``update`` so that its bookkeeping stays right.
         """
-        from transformers import DynamicCache
-
-        cache = DynamicCache([(k, v) for k, v in self.kv])
-        for layer, (k, v) in zip(cache.layers, self.kv):
-            layer.keys = k.expand(batch, *k.shape[1:])
-            layer.values = v.expand(batch, *v.shape[1:])
+        cache = DynamicCache(config=self.config)
+        for i, (k, v) in enumerate(self.kv):
+            kb, vb = k.expand(batch, *k.shape[1:]), v.expand(batch, *v.shape[1:])
+            layer = cache.layers[i] if i < len(cache.layers) else None
+            if type(layer) is DynamicLayer:
+                layer.lazy_initialization(kb, vb)
+                layer.keys, layer.values = kb, vb
+            else:
+                cache.update(kb, vb, i)
         return cache
 
 
@@ -169,8 +188,6 @@ def compute_prefix_cache(
     model: Any, prefix_ids: Sequence[int] | torch.Tensor | None = None, *, prefix_embeds: torch.Tensor | None = None
 ) -> PrefixCache | None:
     """Run the shared prefix once (no grad) and keep its KV cache; None for an empty prefix."""
-    from transformers import DynamicCache
-
     if prefix_embeds is None:
         if prefix_ids is None or len(prefix_ids) == 0:
             return None
@@ -179,18 +196,12 @@ def compute_prefix_cache(
     if prefix_embeds.shape[1] == 0:
         return None
     with torch.no_grad():
-        out = model(inputs_embeds=prefix_embeds.detach(), past_key_values=DynamicCache(), use_cache=True)
-    cache = out.past_key_values
-    kv = [(layer.keys.detach(), layer.values.detach()) for layer in cache.layers]
-    return PrefixCache(kv=kv, length=int(prefix_embeds.shape[1]))
+        out = model(inputs_embeds=prefix_embeds.detach(), cache=DynamicCache(config=model.config), use_cache=True)
+    kv = [(layer.keys.detach(), layer.values.detach()) for layer in out.cache.layers]
+    return PrefixCache(kv=kv, length=int(prefix_embeds.shape[1]), config=model.config)
 
 
 # ---- forward at target positions ---------------------------------------------------------------
-def position_ids_from_mask(attention_mask: torch.Tensor, offset: int = 0) -> torch.Tensor:
-    """Positions 0.. counted over real tokens (left padding gets position 0)."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0) + offset
-
-
 def target_logits(
     model: Any,
     n_target: int,
@@ -211,7 +222,7 @@ def target_logits(
     kwargs: dict[str, Any] = {"logits_to_keep": n_target + 1, "use_cache": prefix is not None}
     offset = prefix.length if prefix is not None else 0
     if prefix is not None:
-        kwargs["past_key_values"] = prefix.expand(batch)
+        kwargs["cache"] = prefix.expand(batch)
     if attention_mask is not None:
         kwargs["position_ids"] = position_ids_from_mask(attention_mask, offset)
         if prefix is not None:
@@ -292,98 +303,6 @@ def batch_target_loss(
     if return_matches:
         return both[:, 0], both[:, 1].bool()
     return both[:, 0]
-
-
-# ---- padding -----------------------------------------------------------------------------------
-def left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-pad id lists to one tensor [B, L] and its attention mask."""
-    length = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), length), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), length), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        if len(s):
-            ids[i, length - len(s) :] = torch.as_tensor(list(s), dtype=torch.long)
-            mask[i, length - len(s) :] = 1
-    return ids.to(device), mask.to(device)
-
-
-def pad_id_of(tokenizer: Any) -> int:
-    for attr in ("pad_token_id", "eos_token_id", "unk_token_id"):
-        v = getattr(tokenizer, attr, None)
-        if isinstance(v, int):
-            return v
-    return 0
-
-
-# ---- greedy generation -------------------------------------------------------------------------
-@torch.no_grad()
-def greedy_generate(
-    model: Any,
-    *,
-    input_ids: torch.Tensor | Sequence[Sequence[int]] | None = None,
-    inputs_embeds: torch.Tensor | None = None,
-    attention_mask: torch.Tensor | None = None,
-    max_new_tokens: int = 64,
-    eos_ids: set[int] | Sequence[int] | None = None,
-    pad_id: int = 0,
-) -> list[list[int]]:
-    """Greedy decoding with the KV cache from token ids or input embeddings (left-padded batch).
-
-    Returns the new token ids of each row, cut after the first end-of-sequence id (excluded).
-    The prompt itself is never part of the output.
-    """
-    from transformers import DynamicCache
-
-    dev = model_device(model)
-    if inputs_embeds is None:
-        if input_ids is None:
-            raise ValueError("greedy_generate needs input_ids or inputs_embeds")
-        if not torch.is_tensor(input_ids):
-            input_ids, attention_mask = left_pad(input_ids, pad_id, dev)
-        input_ids = input_ids.to(dev)
-        inputs_embeds = embedding_matrix(model)[input_ids]
-    inputs_embeds = inputs_embeds.detach()
-    batch = inputs_embeds.shape[0]
-    if attention_mask is None:
-        attention_mask = torch.ones(batch, inputs_embeds.shape[1], dtype=torch.long, device=dev)
-    attention_mask = attention_mask.to(dev).long()
-    eos = set(eos_ids if eos_ids is not None else eos_token_ids(model))
-    weight = embedding_matrix(model)
-    cache = DynamicCache()
-    pos = position_ids_from_mask(attention_mask)
-    out = model(
-        inputs_embeds=inputs_embeds.to(weight.dtype),
-        attention_mask=attention_mask,
-        position_ids=pos,
-        past_key_values=cache,
-        use_cache=True,
-        logits_to_keep=1,
-    )
-    generated: list[list[int]] = [[] for _ in range(batch)]
-    finished = torch.zeros(batch, dtype=torch.bool, device=dev)
-    next_pos = pos[:, -1:] + 1
-    for step in range(max_new_tokens):
-        nxt = out.logits[:, -1, :].argmax(-1)
-        for b in range(batch):
-            if not finished[b]:
-                t = int(nxt[b])
-                if t in eos:
-                    finished[b] = True
-                else:
-                    generated[b].append(t)
-        if bool(finished.all()) or step == max_new_tokens - 1:
-            break
-        attention_mask = torch.cat([attention_mask, torch.ones(batch, 1, dtype=torch.long, device=dev)], dim=1)
-        out = model(
-            input_ids=nxt.unsqueeze(1),
-            attention_mask=attention_mask,
-            position_ids=next_pos,
-            past_key_values=out.past_key_values,
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        next_pos = next_pos + 1
-    return generated
 
 
 def to_ids_tensor(ids: Sequence[int] | torch.Tensor, device: Any) -> torch.Tensor:

@@ -13,19 +13,19 @@ the teacher-forced cross-entropy of the target, L(δ) = −(1/T) Σ_t log p(y_t 
 - δ gets gradients through ``torch.autograd.grad``; the model weights never receive a gradient.
 
 ``embedding_attack_delta`` is the inner loop usable inside a training step (embeddings, masks and
-labels in; δ out); ``run_embedding_attack`` wraps it for prompt segments and returns results.
+labels in; δ out); ``run_embedding_attack`` wraps it for prompt segments and returns results;
+``embedding_attack`` is the LLM-attack protocol of :mod:`advlab.attacks.llm.base`.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from advlab.attacks.llm.base import AttackBudget, LLMAttackResult
+from advlab.attacks.llm.base import AttackBudget, AttackHelpers, AttackPrompt, LLMAttackResult, OnStep
 from advlab.attacks.llm.common import (
     IGNORE_INDEX,
     embedding_matrix,
@@ -298,7 +298,6 @@ def run_embedding_attack(
             )
     if cfg.universal:
         require(len({len(s.slot) for s in segs}) == 1, "a universal suffix needs the same slot length everywhere")
-    t0 = time.perf_counter()
     dev = model_device(model)
     weight = embedding_matrix(model)
     pad = pad_id_of(tokenizer)
@@ -340,7 +339,6 @@ def run_embedding_attack(
         on_eval=None if on_step is None else (lambda step, rows: on_step(step, float(sum(rows) / len(rows)))),
     )
     advs = prompt_embeds(res.delta)
-    seconds = time.perf_counter() - t0
     out = []
     for i, s in enumerate(segs):
         off = length - len(s.input_ids)
@@ -365,7 +363,6 @@ def run_embedding_attack(
                         if res.success_step[i] is None
                         else res.success_step[i]
                     ),
-                    seconds=seconds,
                 ),
                 early_stopped=bool(res.success[i]),
                 extra={
@@ -378,3 +375,23 @@ def run_embedding_attack(
             )
         )
     return out
+
+
+def embedding_attack(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[AttackPrompt],
+    config: EmbeddingAttackConfig,
+    *,
+    on_step: OnStep | None = None,
+    helpers: AttackHelpers | None = None,  # noqa: ARG001 - the protocol's; the embedding attack needs none
+) -> LLMAttackResult:
+    """The embedding attack in the attack protocol, on one prompt: the slot holds ``init_str`` (suffix
+    mode) or the whole request is perturbed (instruction mode); ``adv_embeds`` are the perturbed prompt."""
+    require(len(prompts) == 1, "the embedding attack of the protocol takes one prompt per call")
+    (prompt,) = prompts
+    if config.mode == "suffix":
+        segs = prompt.segments(config.init_str)
+    else:
+        segs = prompt.segments("", slot="request")
+    return run_embedding_attack(model, tokenizer, segs, config, on_step=on_step)[0]

@@ -11,38 +11,26 @@ only the target positions are projected to the vocabulary; (5) move to the best 
 Universal: one slot for several behaviours (loss = mean over behaviours). Transfer: several
 models sharing one tokenizer (loss = sum over models). Early stop when greedy decoding reproduces
 the target (argmax at every target position, read off the loss pass for free) for every
-behaviour and model. Budget: every sequence pushed through a model counts one forward pass.
+behaviour and model. Budget: every sequence pushed through a model counts one forward pass
+(counted by the objective, :class:`~advlab.attacks.llm.gcg_objective.MultiPromptObjective`); wall-clock
+time is measured by the registry, not here.
+
+Entry points: :func:`run_gcg` (prompt segments in) and :func:`gcg_attack` (the LLM-attack protocol of
+:mod:`advlab.attacks.llm.base`: several prompts = universal, ``helpers.transfer`` = transfer).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from advlab.attacks.llm.base import AttackBudget, LLMAttackResult
-from advlab.attacks.llm.common import (
-    AdaptiveChunker,
-    PrefixCache,
-    batch_target_loss,
-    compute_prefix_cache,
-    disallowed_token_mask,
-    embedding_matrix,
-    model_device,
-    target_logits,
-    target_loss_from_logits,
-    to_ids_tensor,
-)
-from advlab.attacks.llm.gcg_candidates import (
-    CandidateBuffer,
-    RetokenizationFilter,
-    allowed_rows,
-    one_hot_gradient,
-    sample_candidates,
-)
+from advlab.attacks.llm.base import AttackHelpers, AttackPrompt, LLMAttackResult, OnStep
+from advlab.attacks.llm.common import disallowed_token_mask, embedding_matrix
+from advlab.attacks.llm.gcg_candidates import CandidateBuffer, RetokenizationFilter, allowed_rows, sample_candidates
+from advlab.attacks.llm.gcg_objective import MultiPromptObjective, prompt_with_slot
 from advlab.errors import require
 from advlab.models.segments import PromptSegments
 
@@ -83,18 +71,6 @@ class GCGConfig:
         return "mellowmax" if self.use_mellowmax else "ce"
 
 
-@dataclass
-class _Task:
-    """One (model, behaviour) pair with its cached prefix and fixed tensors."""
-
-    model: Any
-    segments: PromptSegments
-    prefix: PrefixCache | None
-    after: torch.Tensor
-    target: torch.Tensor
-    chunker: AdaptiveChunker = field(default_factory=AdaptiveChunker)
-
-
 def _validate(models: Sequence[Any], segments: Sequence[PromptSegments], tokenizer: Any, cfg: GCGConfig) -> None:
     require(len(models) >= 1, "GCG needs at least one model")
     require(len(segments) >= 1, "GCG needs at least one behaviour")
@@ -122,145 +98,73 @@ def _validate(models: Sequence[Any], segments: Sequence[PromptSegments], tokeniz
     )
 
 
-def _slot_loss_fn(task: _Task, cfg: GCGConfig) -> Callable[[torch.Tensor], torch.Tensor]:
-    weight = embedding_matrix(task.model)
-
-    def fn(slot_embeds: torch.Tensor) -> torch.Tensor:
-        rest = weight[torch.cat([task.after, task.target])].detach().unsqueeze(0)
-        embeds = torch.cat([slot_embeds.to(weight.dtype), rest], dim=1)
-        logits = target_logits(task.model, task.target.shape[0], inputs_embeds=embeds, prefix=task.prefix)
-        return target_loss_from_logits(
-            logits, task.target, kind=cfg.loss_kind, mellowmax_alpha=cfg.mellowmax_alpha
-        ).sum()
-
-    return fn
-
-
 def run_gcg(
     model: Any | Sequence[Any],
     tokenizer: Any,
     segments: PromptSegments | Sequence[PromptSegments],
     config: GCGConfig | None = None,
     *,
-    on_step: Callable[[int, float], None] | None = None,
+    on_step: OnStep | None = None,
     stop_check: Callable[[int, list[int]], bool] | None = None,
 ) -> LLMAttackResult:
     """Optimise the slot of ``segments`` (one, or several for a universal suffix) against ``model``
     (one, or several for transfer). Returns the best slot found and the budget spent.
 
-    ``stop_check(step, best_slot_ids)`` is called after every step; returning True stops the attack
-    (e.g. HarmBench's "generate and look for a refusal" early stop; its cost is the caller's)."""
+    ``on_step(step, loss)`` after every step; ``stop_check(step, best_slot_ids) -> bool`` too (True stops
+    the attack, e.g. HarmBench's "generate and look for a refusal"; its cost is the caller's)."""
     cfg = config or GCGConfig()
     models = list(model) if isinstance(model, (list, tuple)) else [model]
     segs = list(segments) if isinstance(segments, (list, tuple)) else [segments]
     _validate(models, segs, tokenizer, cfg)
-    t0 = time.perf_counter()
-    budget = AttackBudget()
-    gen = torch.Generator().manual_seed(cfg.seed)
     vocab = embedding_matrix(models[0]).shape[0]
     not_allowed = disallowed_token_mask(
         tokenizer, vocab, allow_non_ascii=cfg.allow_non_ascii, allow_special=cfg.allow_special
     )
-    require(
-        bool((~not_allowed).any()),
-        "every token is disallowed; pass --allow-non-ascii or check the tokenizer",
+    require(bool((~not_allowed).any()), "every token is disallowed; pass --allow-non-ascii or check the tokenizer")
+    objective = MultiPromptObjective(
+        models, segs, loss_kind=cfg.loss_kind, mellowmax_alpha=cfg.mellowmax_alpha, chunk_size=cfg.chunk_size
     )
-    tasks: list[_Task] = []
-    for m in models:
-        dev = model_device(m)
-        for s in segs:
-            tasks.append(
-                _Task(
-                    m,
-                    s,
-                    compute_prefix_cache(m, s.before),
-                    to_ids_tensor(s.after, dev),
-                    to_ids_tensor(s.target, dev),
-                    AdaptiveChunker(cfg.chunk_size),
-                )
-            )
-            budget.forward_passes += 1 if s.before else 0
     filters = [RetokenizationFilter(tokenizer, s.before, s.after, s.slot) for s in segs] if cfg.filter_ids else []
-
-    def evaluate(cands: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        total = torch.zeros(cands.shape[0])
-        matched = torch.ones(cands.shape[0], dtype=torch.bool)
-        for t in tasks:
-            c = cands.to(model_device(t.model))
-            rows = torch.cat([c, t.after.expand(c.shape[0], -1), t.target.expand(c.shape[0], -1)], dim=1)
-            loss, match = batch_target_loss(
-                t.model,
-                rows,
-                t.target,
-                prefix=t.prefix,
-                kind=cfg.loss_kind,
-                mellowmax_alpha=cfg.mellowmax_alpha,
-                chunker=t.chunker,
-                return_matches=True,
-            )
-            total += loss.cpu() / len(segs)
-            matched &= match.cpu()
-            budget.forward_passes += int(c.shape[0])
-        return total, matched
+    gen = torch.Generator().manual_seed(cfg.seed)
 
     current = torch.as_tensor(segs[0].slot, dtype=torch.long)
-    init_loss, init_match = evaluate(current.unsqueeze(0))
+    init_losses, init_match = objective.losses(current.unsqueeze(0))
+    init_loss = float(init_losses[0])
     buffer = CandidateBuffer(cfg.buffer_size)
-    buffer.add(float(init_loss[0]), current)
-    best_loss, best_ids = float(init_loss[0]), current.clone()
+    buffer.add(init_loss, current)
+    best_loss, best_ids = init_loss, current.clone()
     history: list[float] = []
-    timing = {"gradient_s": 0.0, "sample_filter_s": 0.0, "candidate_loss_s": 0.0}
-    early = bool(init_match[0]) and cfg.early_stop
     n_filtered_out = 0
+    early = cfg.early_stop and bool(init_match[0])
     step = 0
     while not early and step < cfg.steps:
         step += 1
-        ta = time.perf_counter()
-        grad = None
-        for t in tasks:
-            g = one_hot_gradient(t.model, current.to(model_device(t.model)), _slot_loss_fn(t, cfg))
-            g = g.float().cpu() / len(segs)
-            grad = g if grad is None else grad + g
-            budget.forward_passes += 1
-            budget.backward_passes += 1
-        tb = time.perf_counter()
-        cands = sample_candidates(
-            current,
-            grad,
-            search_width=cfg.search_width,
-            topk=cfg.topk,
-            n_replace=cfg.n_replace,
-            not_allowed=not_allowed,
-            generator=gen,
-        )
+        # 1. token gradient, 2. sample candidates, 3. drop disallowed / non-round-tripping ones
+        grad = objective.gradient(current)
+        cands = sample_candidates(current, grad, search_width=cfg.search_width, topk=cfg.topk,
+                                  n_replace=cfg.n_replace, not_allowed=not_allowed, generator=gen)
         keep = allowed_rows(cands, not_allowed)
         for f in filters:
             keep &= f(cands)
         n_filtered_out += int((~keep).sum())
         cands = cands[keep]
-        tc = time.perf_counter()
         if cands.shape[0] == 0:  # nothing survived: keep the current slot this step
-            history.append(history[-1] if history else float(init_loss[0]))
-            timing["gradient_s"] += tb - ta
-            timing["sample_filter_s"] += tc - tb
+            history.append(history[-1] if history else init_loss)
             if on_step:
                 on_step(step, history[-1])
             continue
-        losses, matches = evaluate(cands)
-        td = time.perf_counter()
+        # 4. exact loss of every candidate, 5. move to the best (or the best of the buffer)
+        losses, matches = objective.losses(cands)
         i = int(torch.argmin(losses))
         step_loss = float(losses[i])
-        if cfg.buffer_size == 0:  # plain GCG (nanoGCG buffer_size=0): move to the step's best candidate
+        if cfg.buffer_size == 0:  # plain GCG (nanoGCG buffer_size=0)
             current = cands[i].clone()
-        else:  # continue from the best of the buffer
+        else:
             buffer.add(step_loss, cands[i])
             current = buffer.best_ids
         history.append(step_loss)
         if step_loss < best_loss:
             best_loss, best_ids = step_loss, cands[i].clone()
-        timing["gradient_s"] += tb - ta
-        timing["sample_filter_s"] += tc - tb
-        timing["candidate_loss_s"] += td - tc
         if on_step:
             on_step(step, step_loss)
         if cfg.early_stop and bool(matches[i]):
@@ -268,10 +172,11 @@ def run_gcg(
             early = True
         elif stop_check is not None and stop_check(step, best_ids.tolist()):
             early = True
+
+    budget = objective.budget
     budget.steps = step
-    budget.seconds = time.perf_counter() - t0
     best_list = best_ids.tolist()
-    prompts = [[*s.before, *best_list, *s.after] for s in segs]
+    prompts = [prompt_with_slot(s, best_list) for s in segs]
     return LLMAttackResult(
         method="gcg",
         best_loss=best_loss,
@@ -283,9 +188,24 @@ def run_gcg(
         extra={
             "adv_ids": best_list,
             "prompt_ids_per_behavior": prompts,
-            "timing": timing,
             "filtered_out": n_filtered_out,
-            "chunk_size": [t.chunker.chunk_size for t in tasks],
-            "init_loss": float(init_loss[0]),
+            "chunk_size": objective.chunk_sizes,
+            "init_loss": init_loss,
         },
     )
+
+
+def gcg_attack(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[AttackPrompt],
+    config: GCGConfig,
+    *,
+    on_step: OnStep | None = None,
+    helpers: AttackHelpers | None = None,
+) -> LLMAttackResult:
+    """GCG in the attack protocol: one prompt = individual; several = one universal suffix
+    s* = argmin_s (1/B) Σ_b L_b(s); ``helpers.transfer`` models join the objective (losses summed)."""
+    transfer = list(helpers.transfer) if helpers is not None else []
+    segs = [p.segments(config.optim_str_init) for p in prompts]
+    return run_gcg([model, *transfer] if transfer else model, tokenizer, segs, config, on_step=on_step)

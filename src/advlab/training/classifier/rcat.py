@@ -28,10 +28,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advlab.attacks.classifier.registry import make_attack
 from advlab.errors import ConfigError
+from advlab.torchutil import eval_mode
+from advlab.training.classifier.objective import LossTerms, TermLoss
 
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 TRAIN_ATTACKS = ("fgsm", "pgd")
+
+
+def row_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """D_i = ½·(1/K)·Σ_k (a_ik − b_ik)² per row ([N]); ``b`` is a fixed reference (no gradient)."""
+    if a.shape != b.shape or a.dim() != 2:
+        raise ValueError(f"row_distance needs two [N, K] tensors of one shape, got {a.shape} and {b.shape}")
+    return 0.5 * ((a - b.detach()) ** 2).mean(dim=1)
 
 
 def logit_distance(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -72,6 +82,25 @@ class RCATConfig:
         check_weights(self.alpha, self.beta)
 
 
+def rcat_terms(
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    logits_new0: torch.Tensor,
+    logits_old: torch.Tensor,
+    alpha: float,
+    beta: float,
+) -> LossTerms:
+    """The RCAT loss as normalised sums: (1−α−β)·mean CE, α·Σ_{S_new} D_i/|S_new|, β·Σ_{S_old} D_i/|S_old|."""
+    s_new = logits_new0.argmax(dim=1) == y
+    s_old = logits_old.argmax(dim=1) == y
+    return (
+        LossTerms()
+        .add(1.0 - alpha - beta, F.cross_entropy(logits, y, reduction="none"))
+        .add(alpha, row_distance(logits, logits_new0), s_new)
+        .add(beta, row_distance(logits, logits_old), s_old)
+    )
+
+
 def rcat_objective(
     logits: torch.Tensor,
     y: torch.Tensor,
@@ -81,59 +110,43 @@ def rcat_objective(
     beta: float,
 ) -> torch.Tensor:
     """The RCAT loss from logits at x*: (1−α−β)·CE + α·D_{S_new}(·, new0) + β·D_{S_old}(·, old)."""
-    s_new = logits_new0.argmax(dim=1) == y
-    s_old = logits_old.argmax(dim=1) == y
-    ce = F.cross_entropy(logits, y)
-    return (
-        (1.0 - alpha - beta) * ce
-        + alpha * logit_distance(logits, logits_new0, s_new)
-        + beta * logit_distance(logits, logits_old, s_old)
-    )
+    return rcat_terms(logits, y, logits_new0, logits_old, alpha, beta).total()
 
 
 def make_train_attack(name: str = "fgsm", eps: float = 0.1, steps: int = 10, norm: str = "linf") -> Attack:
-    """The attack that builds x* during fine-tuning: FGSM with random start (step 1.25·ε) or PGD-``steps``."""
-    from advlab.attacks.classifier import FGSM, PGD
-
-    if name == "fgsm":
-        return FGSM(eps=eps, norm=norm, random_start=True)
-    if name == "pgd":
-        return PGD(eps=eps, steps=steps, norm=norm, random_start=True, keep="last")
-    raise ConfigError(f"unknown training attack {name!r}; use one of {', '.join(TRAIN_ATTACKS)}")
+    """The attack that builds x* during fine-tuning: FGSM with random start (step 1.25·ε) or PGD-``steps``
+    (last iterate)."""
+    if name not in TRAIN_ATTACKS:
+        raise ConfigError(f"unknown training attack {name!r}; use one of {', '.join(TRAIN_ATTACKS)}")
+    return make_attack(name, eps=eps, steps=steps, norm=norm, random_start=True, keep="last")
 
 
 def frozen_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Logits of a reference model (eval mode, no gradient)."""
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return model(x)
-    finally:
-        model.train(was)
+    with eval_mode(model), torch.no_grad():
+        return model(x)
 
 
 def rcat_loss(
     old: nn.Module, new0: nn.Module, alpha: float = 0.5, beta: float = 0.4, attack: Attack | None = None
-):
+) -> TermLoss:
     """``loss_fn(model, x, y)`` for ``train_epoch``: RCAT on x* = attack(model, x, y)."""
     check_weights(alpha, beta)
     attack = attack or make_train_attack()
 
-    def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def terms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> LossTerms:
         x_adv = attack(model, x, y).detach()
-        return rcat_objective(
-            model(x_adv), y, frozen_logits(new0, x_adv), frozen_logits(old, x_adv), alpha, beta
-        )
+        return rcat_terms(model(x_adv), y, frozen_logits(new0, x_adv), frozen_logits(old, x_adv), alpha, beta)
 
-    return loss_fn
+    return TermLoss(terms)
 
 
-def adversarial_finetune_loss(attack: Attack | None = None):
+def adversarial_finetune_loss(attack: Attack | None = None) -> TermLoss:
     """Plain adversarial fine-tuning: CE(f(x*), y) with x* = attack(model, x, y) (RCAT with α = β = 0)."""
     attack = attack or make_train_attack()
 
-    def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(model(attack(model, x, y).detach()), y)
+    def terms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> LossTerms:
+        logits = model(attack(model, x, y).detach())
+        return LossTerms().add(1.0, F.cross_entropy(logits, y, reduction="none"))
 
-    return loss_fn
+    return TermLoss(terms)

@@ -8,5 +8,5 @@ from torch import nn
 
 
 def standard_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy on clean inputs."""
+    """Mean cross-entropy on clean inputs (a per-sample mean: the data-parallel trainer weights it by rows)."""
     return F.cross_entropy(model(x), y)

@@ -8,12 +8,15 @@ Default β = 6. The inner loop is the shared attack loop with a KL objective.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from advlab.attacks.classifier.constraints import Box, make_ball
 from advlab.attacks.classifier.loop import SignStep, attack_mode, gradient_loop
+from advlab.training.classifier.objective import LossTerms, TermLoss
 
 
 def kl_per_sample(logits_adv: torch.Tensor, p_clean: torch.Tensor) -> torch.Tensor:
@@ -52,14 +55,21 @@ def trades_adversary(
 
 
 def trades_loss(
-    eps: float, beta: float = 6.0, steps: int = 10, step_size: float | None = None, norm: str = "linf"
-):
-    """``loss_fn(model, x, y)`` = CE(f(x), y) + β·mean KL(p(x) ‖ p(x'))."""
+    eps: float,
+    beta: float = 6.0,
+    steps: int = 10,
+    step_size: float | None = None,
+    norm: str = "linf",
+    adversary: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+) -> TermLoss:
+    """``loss_fn(model, x, y)`` = CE(f(x), y) + β·mean KL(p(x) ‖ p(x')); x' = ``adversary(model, x)``
+    (default :func:`trades_adversary`). Both terms are per-sample means."""
+    adversary = adversary or (lambda model, x: trades_adversary(model, x, eps, steps, step_size, norm))
 
-    def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        x_adv = trades_adversary(model, x, eps, steps, step_size, norm)
+    def terms(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> LossTerms:
+        x_adv = adversary(model, x)
         logits = model(x)
-        robust = kl_per_sample(model(x_adv), F.softmax(logits, dim=1)).mean()
-        return F.cross_entropy(logits, y) + beta * robust
+        robust = kl_per_sample(model(x_adv), F.softmax(logits, dim=1))
+        return LossTerms().add(1.0, F.cross_entropy(logits, y, reduction="none")).add(beta, robust)
 
-    return loss_fn
+    return TermLoss(terms)

@@ -7,8 +7,7 @@ import json
 
 import pytest
 
-from advlab.data.behavior import Behavior
-from advlab.data.behaviors import (
+from advlab.data.behavior_loaders import (
     BUILTIN_BEHAVIORS,
     builtin_names,
     default_target,
@@ -17,6 +16,7 @@ from advlab.data.behaviors import (
     load_harmless,
     overlap,
 )
+from advlab.data.behavior_record import Behavior
 from advlab.errors import ConfigError, DataError
 
 HB = "behavior_datasets/harmbench_behaviors_text_{}.csv"
@@ -209,7 +209,7 @@ def test_bad_inputs(tmp_path):
 
 
 def test_clashing_ids_are_refused():
-    from advlab.data.behaviors import unique_ids
+    from advlab.data.behavior_loaders import unique_ids
     from advlab.errors import DataError
 
     rows = [Behavior(id="a", behavior="Do X", target=""), Behavior(id="a", behavior="Do X", target="")]

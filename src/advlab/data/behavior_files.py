@@ -1,7 +1,7 @@
-"""Behaviour and instruction loaders: AdvBench, HarmBench, JailbreakBench, StrongREJECT and built-in sets.
+"""Reading behaviour files: CSV/TSV, JSON, JSONL and TXT rows, their format, ids and shipped targets.
 
-``load_behaviors(spec)`` takes a file (CSV, JSON or JSONL) or ``builtin:NAME``. The format is
-detected from the columns (case-insensitive):
+:func:`advlab.data.behavior_loaders.load_behaviors` takes such a file. The format is detected from
+the columns (case-insensitive):
 
 ==============  =============================================  ===================================
 format          columns                                        target
@@ -16,9 +16,8 @@ strongreject    ``forbidden_prompt`` (+ ``category, source``)   ``strong_reject/
 instructions    ``instruction`` (refusal_direction JSON)        default
 ==============  =============================================  ===================================
 
-A behaviour without a target gets :func:`default_target` ("Sure, here is ..." + a lower-case
-rephrasing of the request) and ``extra["default_target"] = True``. Ids are stable: the file's own
-id column when it has one, else ``<format>-<sha1 of the text>``; repeated ids get ``-2``, ``-3``...
+Ids (:func:`assign_ids`): the file's own id column when it has one, else ``<format>-<sha1 of the
+text>``; repeated ids get ``-2``, ``-3``...
 """
 
 from __future__ import annotations
@@ -27,18 +26,12 @@ import csv
 import hashlib
 import io
 import json
-import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from advlab.data.behavior import Behavior
-from advlab.errors import ConfigError, DataError
-
-BUILTIN_BEHAVIORS: dict[str, Callable[[], list[Behavior]]] = {}
-"""Extra ``builtin:NAME`` sets for :func:`load_behaviors` (on top of the gym's ``GYM_BEHAVIOR_SETS``)."""
-BUILTIN_HARMLESS: dict[str, Callable[[], list[Behavior]]] = {}
-"""Extra ``builtin:NAME`` sets for :func:`load_harmless` (likewise on top of the gym's sets)."""
+from advlab.data.behavior_record import Behavior
+from advlab.errors import DataError
 
 KNOWN_COLUMN_SETS: dict[str, tuple[str, ...]] = {
     "jailbreakbench": ("goal", "target", "behavior", "category"),
@@ -47,140 +40,6 @@ KNOWN_COLUMN_SETS: dict[str, tuple[str, ...]] = {
     "strongreject": ("forbidden_prompt",),
     "instructions": ("instruction",),
 }
-_HARMLESS_COLUMNS = (
-    "instruction",
-    "prompt",
-    "request",
-    "goal",
-    "behavior",
-    "forbidden_prompt",
-    "text",
-    "question",
-)
-
-
-# ---------------------------------------------------------------------------------------------
-# public API
-
-
-def unique_ids(items: list[Behavior], spec: str) -> list[Behavior]:
-    """Drop exact repeats (same id and text); refuse one id used for two different requests, which
-    would make run directories skip or collide on records."""
-    seen: dict[str, str] = {}
-    out = []
-    for b in items:
-        if b.id in seen:
-            if seen[b.id] != b.behavior:
-                raise DataError(f"{spec}: id {b.id!r} is used by two different requests; give every row its own id")
-            continue
-        seen[b.id] = b.behavior
-        out.append(b)
-    return out
-
-
-def load_behaviors(spec: str | Path, limit: int | None = None, targets: str | Path | None = None) -> list[Behavior]:
-    """Behaviours from a file or ``builtin:NAME`` (see the module docstring for formats).
-
-    ``limit``: keep the first N (must be >= 1). ``targets``: a JSON file mapping ids to target
-    strings (or lists of them; the first is used, all kept in ``extra['targets']``).
-    """
-    _check_limit(limit)
-    spec_s = str(spec).strip()
-    if not spec_s:
-        raise ConfigError("--behaviors is empty; pass a CSV/JSON/JSONL file or builtin:NAME")
-    if spec_s.startswith("builtin:"):
-        items = _builtin(spec_s, BUILTIN_BEHAVIORS, "--behaviors")
-    else:
-        path = _check_file(spec_s, "--behaviors")
-        rows = _read_rows(path)
-        fmt = detect_format(rows, path)
-        items = _from_rows(rows, fmt, path)
-        table = _load_targets(Path(targets), "--targets") if targets else _auto_targets(path, fmt)
-        if fmt == "strongreject" and not targets:
-            _attach_line_targets(items, path)
-        if table:
-            for b in items:
-                hit = table.get(b.id)
-                if hit:
-                    values = [hit] if isinstance(hit, str) else [str(v) for v in hit]
-                    b.target = values[0]
-                    if len(values) > 1:
-                        b.extra["targets"] = values
-        for b in items:
-            if not b.target:
-                b.target = default_target(b.behavior)
-                b.extra["default_target"] = True  # not from the file: "Sure, here is" + the request
-    if not items:
-        raise DataError(f"{spec_s}: no behaviours found; pass a file with at least one behaviour row")
-    items = unique_ids(items, spec_s)
-    return items[:limit] if limit else items
-
-
-def load_harmless(spec: str | Path, limit: int | None = None) -> list[Behavior]:
-    """Harmless instructions: JSON list of ``{instruction, category}`` (refusal_direction) or of strings,
-    JSONL, plain ``.txt`` (one per line), CSV with an instruction-like column, or ``builtin:NAME``.
-    Returned as :class:`Behavior` with an empty target."""
-    _check_limit(limit)
-    spec_s = str(spec).strip()
-    if not spec_s:
-        raise ConfigError("--harmless is empty; pass a JSON/JSONL/TXT/CSV file or builtin:NAME")
-    if spec_s.startswith("builtin:"):
-        items = _builtin(spec_s, BUILTIN_HARMLESS, "--harmless")
-    else:
-        path = _check_file(spec_s, "--harmless")
-        rows = _read_rows(path)
-        keys = {k.lower(): k for r in rows[:1] for k in r}
-        col = next((keys[c] for c in _HARMLESS_COLUMNS if c in keys), None)
-        if col is None:
-            raise DataError(
-                f"{path}: no instruction column; use one of {', '.join(_HARMLESS_COLUMNS)} "
-                "(or a .txt file, one per line)"
-            )
-        cat = keys.get("category")
-        items = []
-        for r in rows:
-            text = _clean(r.get(col))
-            if text:
-                items.append(
-                    Behavior(
-                        id="",
-                        behavior=text,
-                        category=_clean(r.get(cat)) or None if cat else None,
-                        source=str(path),
-                    )
-                )
-        _assign_ids(items, "harmless", [None] * len(items))
-    if not items:
-        raise DataError(f"{spec_s}: no instructions found; pass a file with at least one instruction")
-    items = unique_ids(items, spec_s)
-    return items[:limit] if limit else items
-
-
-def default_target(request: str) -> str:
-    """The "Sure, here is ..." target for a request without one (built like AdvBench targets).
-
-    Uses the safety gym's rephrasing (so the gym's compliant answers start with it) when present.
-    """
-    try:
-        from advlab.data.gym import sure_target
-    except ImportError:  # pragma: no cover - the gym ships with advlab
-        text = " ".join(request.strip().split()).rstrip(".?!:; ")
-        return "Sure, here is a response to: " + (text[:1].lower() + text[1:])
-    return sure_target(request)
-
-
-def normalize_text(text: str) -> str:
-    """Case-folded words joined by single spaces: the key :func:`overlap` compares."""
-    return " ".join(re.findall(r"\w+", str(text).casefold()))
-
-
-def overlap(a: Iterable[Behavior], b: Iterable[Behavior]) -> list[Behavior]:
-    """Behaviours of ``a`` that also occur in ``b`` (same id, or the same behaviour text up to case and
-    punctuation; contexts are ignored, so a request seen with any context counts as seen)."""
-    b = list(b)
-    ids = {x.id for x in b}
-    texts = {normalize_text(x.behavior) for x in b}
-    return [x for x in a if x.id in ids or normalize_text(x.behavior) in texts]
 
 
 def detect_format(rows: Sequence[dict[str, Any]], path: Path | str = "") -> str:
@@ -198,12 +57,9 @@ def detect_format(rows: Sequence[dict[str, Any]], path: Path | str = "") -> str:
 # reading
 
 
-def _check_limit(limit: int | None) -> None:
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
-        raise ConfigError(f"--limit {limit}: must be a positive number of behaviours (or left out for all)")
 
 
-def _check_file(spec: str, option: str) -> Path:
+def check_file(spec: str, option: str) -> Path:
     path = Path(spec).expanduser()
     if not path.exists():
         raise DataError(f"{option} {spec}: no such file; pass a CSV/JSON/JSONL file or builtin:NAME")
@@ -222,7 +78,7 @@ def _read_text(path: Path) -> str:
     return text
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
+def read_rows(path: Path) -> list[dict[str, Any]]:
     """Rows of a CSV/TSV, JSON (list of objects or strings, or {"data": [...]}) , JSONL or TXT file."""
     text = _read_text(path)
     suffix = path.suffix.lower()
@@ -269,18 +125,18 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _clean(value: Any) -> str:
+def clean(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
 def _get(row: dict[str, Any], name: str) -> str:
     for k, v in row.items():
         if str(k).strip().lower() == name:
-            return _clean(v)
+            return clean(v)
     return ""
 
 
-def _from_rows(rows: list[dict[str, Any]], fmt: str, path: Path) -> list[Behavior]:
+def behaviors_from_rows(rows: list[dict[str, Any]], fmt: str, path: Path) -> list[Behavior]:
     items: list[Behavior] = []
     own_ids: list[str | None] = []
     for i, r in enumerate(rows):
@@ -325,11 +181,11 @@ def _from_rows(rows: list[dict[str, Any]], fmt: str, path: Path) -> list[Behavio
             b.extra.setdefault("row", i)
             items.append(b)
             own_ids.append(own_id)
-    _assign_ids(items, fmt, own_ids)
+    assign_ids(items, fmt, own_ids)
     return items
 
 
-def _assign_ids(items: list[Behavior], prefix: str, own_ids: Sequence[str | None]) -> None:
+def assign_ids(items: list[Behavior], prefix: str, own_ids: Sequence[str | None]) -> None:
     seen: dict[str, int] = {}
     for b, own in zip(items, own_ids, strict=True):
         base = own or f"{prefix}-{hashlib.sha1(b.request.encode('utf-8')).hexdigest()[:10]}"
@@ -341,7 +197,7 @@ def _assign_ids(items: list[Behavior], prefix: str, own_ids: Sequence[str | None
 # targets
 
 
-def _load_targets(path: Path, option: str) -> dict[str, Any]:
+def load_targets(path: Path, option: str) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"{option} {path}: no such file; pass a JSON file mapping behaviour ids to targets")
     try:
@@ -360,7 +216,7 @@ def _data_root(path: Path) -> Path | None:
     return None
 
 
-def _auto_targets(path: Path, fmt: str) -> dict[str, Any]:
+def shipped_targets(path: Path, fmt: str) -> dict[str, Any]:
     """Targets shipped with the shared data layout (``optimizer_targets/``) for a behaviours file in it."""
     root = _data_root(path)
     if root is None or fmt not in ("harmbench", "advbench", "jailbreakbench"):
@@ -374,11 +230,11 @@ def _auto_targets(path: Path, fmt: str) -> dict[str, Any]:
         names.append(root / "optimizer_targets" / "harmbench_targets_text.json")
     for p in names:
         if p.is_file():
-            return _load_targets(p, "targets")
+            return load_targets(p, "targets")
     return {}
 
 
-def _attach_line_targets(items: list[Behavior], path: Path) -> None:
+def attach_line_targets(items: list[Behavior], path: Path) -> None:
     root = _data_root(path)
     if root is None:
         return
@@ -390,30 +246,3 @@ def _attach_line_targets(items: list[Behavior], path: Path) -> None:
         row = b.extra.get("row")
         if isinstance(row, int) and row < len(lines) and lines[row].strip():
             b.target = lines[row].strip()
-
-
-# ---------------------------------------------------------------------------------------------
-# built-in sets: the safety gym's own requests (gym-harmful-test, gym-harmless-train, gym-tasks-test, ...)
-
-
-def _registry(extra: dict[str, Callable[[], list[Behavior]]]) -> dict[str, Callable[[], list[Behavior]]]:
-    """The safety gym's sets (``advlab.data.gym.GYM_BEHAVIOR_SETS``) plus those registered here."""
-    try:
-        from advlab.data.gym import GYM_BEHAVIOR_SETS
-    except ImportError:  # pragma: no cover - the gym ships with advlab
-        GYM_BEHAVIOR_SETS = {}
-    return {**GYM_BEHAVIOR_SETS, **extra}
-
-
-def builtin_names(harmless: bool = False) -> list[str]:
-    """Names accepted after ``builtin:`` by :func:`load_behaviors` (or :func:`load_harmless`)."""
-    return sorted(_registry(BUILTIN_HARMLESS if harmless else BUILTIN_BEHAVIORS))
-
-
-def _builtin(spec: str, registry: dict[str, Callable[[], list[Behavior]]], option: str) -> list[Behavior]:
-    name = spec.split(":", 1)[1].strip()
-    table = _registry(registry)
-    if name not in table:
-        known = ", ".join(f"builtin:{n}" for n in sorted(table)) or "none"
-        raise ConfigError(f"{option} {spec}: unknown built-in set; use one of {known}")
-    return list(table[name]())
