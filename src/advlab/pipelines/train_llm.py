@@ -133,7 +133,7 @@ def _check_base(out: Path, model: str) -> None:
 
 
 class TrainLLMJob:
-    """The job (see the module docstring); ``prepare()`` does every check before any file is written."""
+    """The job (see the module docstring); ``validate()`` does every check before any file is written."""
 
     name = "train-llm"
     replicated = True
@@ -149,7 +149,7 @@ class TrainLLMJob:
         self.t0 = time.perf_counter()
 
     # ---- checks and setup -----------------------------------------------------------------
-    def prepare(self) -> None:
+    def validate(self) -> None:
         from advlab.models import load_chat_model
         from advlab.training.llm.batches import ChatEncoder
         from advlab.training.llm.methods import EncodedData
@@ -259,5 +259,5 @@ def train_llm(config: TrainLLMConfig, out: str | Path, *, argv: list[str] | None
     check_writable(out)
     distributed.init_from_env(config.device)
     job = TrainLLMJob(config, out)
-    job.prepare()
+    job.validate()
     return run_job(job, out, argv=argv, progress=progress)

@@ -1,7 +1,7 @@
 """Training data for continuous adversarial training: adversarial triples, utility pairs, the overlap check.
 
 - Adversarial examples (behaviour, harmful target, refusal): any ``--behaviors`` SPEC of
-  :func:`advlab.data.behaviors.load_behaviors`. A behaviour with several targets (the public
+  :func:`advlab.data.load_behaviors`. A behaviour with several targets (the public
   ``adv_training_behaviors.csv`` + ``adv_training_targets.json``, 12 each) gives one example per target.
   The refusal is the gym's own trained refusal for gym sets, the ``safe_responses`` CSV's answer when the
   shared data layout has one for that behaviour, else the paper's fixed "Sorry, I can't do that.".
@@ -10,7 +10,7 @@
   harmful requests phrased like its utility data), or a JSONL file of chat ``messages`` (first user turn and
   the assistant turn after it) or of ``instruction``/``response`` pairs (``output``, ``input`` accepted).
 - ``check_disjoint``: no training request (adversarial or utility) may equal an evaluation behaviour up to
-  case and punctuation (:func:`advlab.data.behaviors.normalize_text`).
+  case and punctuation (:func:`advlab.data.behavior_loaders.normalize_text`).
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ class ChatPair:
 
 
 def _safe_responses(spec: str) -> dict[str, str]:
-    from advlab.data.behaviors import _data_root, normalize_text
+    from advlab.data.behavior_files import _data_root
+    from advlab.data.behavior_loaders import normalize_text
 
     root = _data_root(Path(spec)) if not spec.startswith("builtin:") else None
     path = root / "safe_responses" / "adv_training_behaviors_safe_responses.csv" if root else None
@@ -58,7 +59,7 @@ def adversarial_examples(
     spec: str = DEFAULT_BEHAVIORS, refusal: str | None = None
 ) -> tuple[list[Any], list[AdvExample]]:
     """``(behaviours, examples)``: every (behaviour, target) pair with its refusal."""
-    from advlab.data.behaviors import load_behaviors, normalize_text
+    from advlab.data.behavior_loaders import load_behaviors, normalize_text
 
     behaviors = load_behaviors(spec)
     safe = _safe_responses(spec)
@@ -76,7 +77,7 @@ def adversarial_examples(
 def retain_examples(spec: str) -> list[AdvExample]:
     """Harmless requests for adversarial retain: the attack pushes them toward a refusal (the target) and
     training keeps their own answer (the "refusal" slot) under that perturbation. Needs answers (gym sets)."""
-    from advlab.data.behaviors import load_behaviors
+    from advlab.data.behavior_loaders import load_behaviors
     from advlab.data.gym import REFUSALS
 
     out = []
@@ -141,7 +142,7 @@ def utility_pairs(spec: str = GYM_UTILITY) -> list[ChatPair]:
 
 def check_disjoint(train_prompts: list[str], eval_spec: str | None) -> dict[str, Any]:
     """Refuse training requests that equal an evaluation behaviour (normalised text); the manifest record."""
-    from advlab.data.behaviors import load_behaviors, normalize_text
+    from advlab.data.behavior_loaders import load_behaviors, normalize_text
 
     if not eval_spec:
         return {"eval_behaviors": None, "checked": False}
