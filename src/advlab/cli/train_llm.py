@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from advlab.cli.common import DeviceOpt, SeedOpt, argv, done, info, out_option
+from advlab.cli.options import eps_option
 
 
 def _csv(text: str | None) -> list[str]:
@@ -23,9 +24,9 @@ def train_llm(
     model: str = typer.Option(..., "--model", help="Base chat model: a local directory or a cached hub id "
                               "(e.g. the safety gym: advlab zoo build --out DIR)."),
     max_steps: int = typer.Option(200, "--max-steps", help="Optimiser steps."),
-    eps: float = typer.Option(1.0, "--eps", help="Attack radius per token, relative to the mean embedding norm "
-                              "(latent: to the mean hidden-state norm at the layer). The paper uses 0.05-0.1 on 7B "
-                              "models; the gym needs more (see docs), 0 disables the attack."),
+    eps: str = eps_option(1.0, "Attack radius per token, relative to the mean embedding norm (latent: to the "
+                          "mean hidden-state norm at the layer). The paper uses 0.05-0.1 on 7B models; the gym "
+                          "needs more (docs/continuous_at.md); 0 disables the attack."),
     attack_steps: int = typer.Option(10, "--attack-steps", help="Signed-gradient steps of the training attack."),
     attack_step_size: float = typer.Option(1e-2, "--attack-step-size", help="Absolute step per coordinate "
                                            "(the paper: 1e-4 on 7B models)."),
@@ -94,25 +95,18 @@ def train_llm(
       advlab train llm --method cat --model $(advlab zoo build --out runs/gym) --out runs/gym-cat
       advlab eval llm --model runs/gym-cat --out runs/gym-cat-eval
     """
+    opts = dict(locals())
+    from advlab.cli.options import fill, radius
     from advlab.pipelines.train_llm import TrainLLMConfig
     from advlab.pipelines.train_llm import train_llm as run
     from advlab.utils import resolve_device
 
-    cfg = TrainLLMConfig(
-        method=method, model=model, max_steps=max_steps, eps=eps, attack_steps=attack_steps,
-        attack_step_size=attack_step_size, one_step=one_step, adversary=adversary,
-        layers=tuple(int(x) for x in _csv(layers)) if _ints(layers) else (), lora_rank=lora_rank,
-        lora_alpha=lora_alpha, lora_dropout=lora_dropout, lora_target_modules=tuple(_csv(lora_target_modules)),
-        lr=lr, grad_clip=grad_clip, grad_accum=grad_accum, adv_per_step=adv_per_step,
-        utility_per_step=utility_per_step, behaviors=behaviors, utility=utility,
-        eval_behaviors=None if eval_behaviors.strip().lower() in ("", "none") else eval_behaviors,
-        refusal=refusal, retain=None if retain.strip().lower() in ("", "none") else retain,
-        retain_per_step=retain_per_step, away_weight=away_weight, away_cutoff=away_cutoff,
-        utility_weight=utility_weight,
-        pool_size=pool_size, pool_refresh=pool_refresh, gcg_steps=gcg_steps,
-        gcg_search_width=gcg_search_width, save_every=save_every, max_len=max_len, seed=seed,
-        device=str(resolve_device(device)),
-    )
+    def off(text: str | None) -> str | None:
+        return None if text is None or text.strip().lower() in ("", "none") else text
+
+    cfg = fill(TrainLLMConfig, opts, skip=("out",), convert={
+        "eps": radius(), "layers": _layers, "lora_target_modules": lambda t: tuple(_csv(t)),
+        "eval_behaviors": off, "retain": off, "device": lambda d: str(resolve_device(d))})
     res = run(cfg, out, argv=argv())
     m = res.metrics
     info(f"{method}: {m.get('steps')} steps, {m.get('adversarial_examples')} adversarial examples, "
@@ -120,10 +114,10 @@ def train_llm(
     done(Path(out), "model and run")
 
 
-def _ints(text: str) -> bool:
+def _layers(text: str) -> tuple[int, ...]:
     from advlab.errors import ConfigError
 
     parts = _csv(text)
     if not all(p.lstrip("-").isdigit() for p in parts):
         raise ConfigError(f"--layers {text!r}: pass comma-separated layer indices, e.g. 1,2")
-    return bool(parts)
+    return tuple(int(p) for p in parts)
