@@ -91,8 +91,12 @@ def train_llm(
     Data parallel: accelerate launch --multi_gpu --num_processes N -m advlab.cli.main train llm ...
     (the per-step batch sizes must be multiples of N × --grad-accum).
 
-    Example (about 2 minutes on 2 CPU cores):
-      advlab train llm --method cat --model $(advlab zoo build --out runs/gym) --out runs/gym-cat
+    The defaults are the gym recipe measured in docs/continuous_at.md (full fine-tuning, 200 steps of
+    4 adversarial + 2 retain + 12 utility examples, eps 1.0 with 10 signed steps of 1e-2).
+
+    Example (a few minutes on 2 CPU cores):
+      advlab zoo build --out runs/gym
+      advlab train llm --method cat --model runs/gym --out runs/gym-cat
       advlab eval llm --model runs/gym-cat --out runs/gym-cat-eval
     """
     opts = dict(locals())
