@@ -145,8 +145,19 @@ def embedding_attack_delta(
             m.training = was_training
 
 
-def _attack(model, inputs_embeds, attention_mask, perturb_mask, labels, config, *, slot_positions, stop_check,
-            on_eval) -> DeltaResult:
+def _attack(
+    model: Any,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor,
+    perturb_mask: torch.Tensor,
+    labels: torch.Tensor,
+    config: EmbeddingAttackConfig,
+    *,
+    slot_positions: torch.Tensor | None,
+    stop_check: Callable[[int, torch.Tensor], bool] | None,
+    on_eval: Callable[[int, list[float]], None] | None,
+) -> DeltaResult:
+    """The attack loop of :func:`embedding_attack_delta` (the model already in eval mode)."""
     cfg = config
     b, length, d = inputs_embeds.shape
     dev = inputs_embeds.device
