@@ -126,15 +126,11 @@ def embedding_attack_delta(
     ``on_eval(step, row_losses)`` is called at every evaluation, as it happens: step 0 is the clean
     input, step s the input after s updates (the last one included).
 
-    Inside a training step: the attack runs with dropout off (every submodule in eval mode, LoRA
-    dropout included) and hands the model back with each submodule's previous mode; gradients are
-    taken w.r.t. δ only (``torch.autograd.grad``), so no parameter's ``.grad`` changes.
-
-    Half precision: δ is kept in float32, but ``base + δ`` is rounded to the embeddings' dtype before each
-    forward pass, so in bf16 a 1e-4 signed step is lost on coordinates with |e| ≥ 0.03 until δ has grown
-    past half a bf16 ulp there. Measured on the quick gym (8 held-out harmful requests, instruction mode,
-    10 steps): loss drop 0.126 in bf16 vs 0.129 in float32 at eps 0.05 / step 1e-4, and 0.958 vs 0.961 at
-    eps 1.0 / step 1e-2; a bf16 user gets an attack about 3 % weaker, so no float32 path is offered."""
+    Dropout is off during the attack (every submodule in eval mode, then back in its own mode); only δ
+    gets gradients, no parameter's ``.grad`` changes. bf16: ``base + δ`` is rounded to bf16 before each
+    forward, so a 1e-4 step is lost where |e| ≥ 0.03 until δ accumulates; measured on the quick gym
+    (8 requests, instruction mode, 10 steps) the loss drop is 0.126 vs 0.129 in float32 (eps 0.05, step
+    1e-4) and 0.958 vs 0.961 (eps 1.0, step 1e-2): about 3 % weaker, so no float32 path is offered."""
     modes = {m: m.training for m in model.modules()}
     model.eval()
     try:
@@ -145,19 +141,9 @@ def embedding_attack_delta(
             m.training = was_training
 
 
-def _attack(
-    model: Any,
-    inputs_embeds: torch.Tensor,
-    attention_mask: torch.Tensor,
-    perturb_mask: torch.Tensor,
-    labels: torch.Tensor,
-    config: EmbeddingAttackConfig,
-    *,
-    slot_positions: torch.Tensor | None,
-    stop_check: Callable[[int, torch.Tensor], bool] | None,
-    on_eval: Callable[[int, list[float]], None] | None,
-) -> DeltaResult:
-    """The attack loop of :func:`embedding_attack_delta` (the model already in eval mode)."""
+def _attack(model: Any, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, perturb_mask: torch.Tensor,
+            labels: torch.Tensor, config: EmbeddingAttackConfig, *, slot_positions: torch.Tensor | None,
+            stop_check: Callable[..., bool] | None, on_eval: Callable[..., None] | None) -> DeltaResult:
     cfg = config
     b, length, d = inputs_embeds.shape
     dev = inputs_embeds.device
