@@ -120,3 +120,28 @@ def test_wilson_interval_ends_exactly_at_zero_and_one_rates(n):
     assert M.wilson_interval(0, n)[0] == 0.0 and M.wilson_interval(n, n)[1] == 1.0
     lo, hi = M.wilson_interval(n, n)
     assert lo <= 1.0 <= hi
+
+
+def test_poisoning_metrics_by_hand():
+    # 6 examples, target "pos": 4 negatives (ids 0-3), 2 positives (4-5)
+    truth = ["neg", "neg", "neg", "neg", "pos", "pos"]
+    clean = ["neg", "neg", "neg", "pos", "pos", "neg"]  # 4/6 right; negatives 3/4
+    trig = ["pos", "pos", "neg", "pos", "pos", "pos"]  # 2/6 right; negatives 1/4; 3 of 4 negatives -> pos
+    m = M.poisoning_metrics(clean, trig, truth, "pos")
+    assert m["clean_accuracy"] == pytest.approx(4 / 6)
+    assert m["triggered_accuracy"] == pytest.approx(3 / 6)
+    assert m["asr"] == pytest.approx(3 / 4)
+    assert m["pdr"] == pytest.approx(1 - (1 / 4) / (3 / 4))
+    assert m["pdr_all"] == pytest.approx(1 - (3 / 6) / (4 / 6))
+    assert m["per_class"]["neg"] == {"clean_accuracy": 0.75, "triggered_accuracy": 0.25, "n": 4}
+    assert m["per_class"]["pos"]["clean_accuracy"] == pytest.approx(0.5)
+    assert m["per_class"]["pos"]["triggered_accuracy"] == pytest.approx(1.0)
+    assert m["n_non_target"] == 4
+
+
+def test_poisoning_metrics_empty_and_per_class():
+    m = M.poisoning_metrics([], [], [], "pos")
+    assert math.isnan(m["clean_accuracy"]) and math.isnan(m["asr"]) and math.isnan(m["pdr"])
+    assert M.per_class_accuracy(["a", "b", "b"], ["a", "a", "b"]) == {"a": 0.5, "b": 1.0}
+    with pytest.raises(ValueError):
+        M.per_class_accuracy(["a"], ["a", "b"])

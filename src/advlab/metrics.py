@@ -203,6 +203,51 @@ def eval_llm_metrics(records: Sequence[dict[str, Any]], judge_name: str = "refus
     }
 
 
+def _match_rate(pred: Sequence[str], truth: Sequence[str]) -> float:
+    if len(pred) != len(truth):
+        raise ValueError(f"{len(pred)} predictions for {len(truth)} labels")
+    return sum(p == t for p, t in zip(pred, truth)) / len(truth) if truth else float("nan")
+
+
+def per_class_accuracy(pred: Sequence[str], truth: Sequence[str]) -> dict[str, float]:
+    """Accuracy within each true class: {class: correct / n of that class}."""
+    _match_rate(pred, truth)  # checks the lengths
+    out = {}
+    for c in sorted(set(truth)):
+        idx = [i for i, t in enumerate(truth) if t == c]
+        out[c] = _match_rate([pred[i] for i in idx], [truth[i] for i in idx])
+    return out
+
+
+def poisoning_metrics(clean_pred: Sequence[str], triggered_pred: Sequence[str], truth: Sequence[str],
+                      target: str) -> dict[str, object]:
+    """Backdoor aggregates from the predicted labels of the same examples without and with the trigger.
+
+    - ``clean_accuracy`` / ``triggered_accuracy``: accuracy over every example;
+    - ``asr``: share of non-target examples whose triggered prediction is the ``target`` label;
+    - ``pdr`` = 1 − Acc(triggered) / Acc(clean) on the non-target examples (the ones the backdoor can
+      move; Qiang et al. 2024 after PromptBench), ``pdr_all`` the same over every example;
+    - ``per_class``: clean and triggered accuracy of each true class.
+    Empty input gives nan.
+    """
+    nt = [i for i, t in enumerate(truth) if t != target]
+    clean_nt = _match_rate([clean_pred[i] for i in nt], [truth[i] for i in nt])
+    trig_nt = _match_rate([triggered_pred[i] for i in nt], [truth[i] for i in nt])
+    clean_acc, trig_acc = _match_rate(clean_pred, truth), _match_rate(triggered_pred, truth)
+    pc, pt = per_class_accuracy(clean_pred, truth), per_class_accuracy(triggered_pred, truth)
+    return {
+        "clean_accuracy": clean_acc,
+        "triggered_accuracy": trig_acc,
+        "asr": _match_rate([triggered_pred[i] for i in nt], [target] * len(nt)),
+        "pdr": pdr(trig_nt, clean_nt) if nt else float("nan"),
+        "pdr_all": pdr(trig_acc, clean_acc) if truth else float("nan"),
+        "per_class": {c: {"clean_accuracy": pc[c], "triggered_accuracy": pt[c],
+                          "n": sum(t == c for t in truth)} for c in pc},
+        "n": len(truth),
+        "n_non_target": len(nt),
+    }
+
+
 def training_totals(records, keys=("forward_passes", "backward_passes", "attack_forward_passes",
                                    "attack_backward_passes", "adversarial_examples", "seconds")) -> dict:
     """Totals over per-step training records: ``steps`` (records) and the sum of each key (0 when absent)."""

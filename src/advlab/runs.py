@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from advlab import distributed
 from advlab.errors import RunDirError
 from advlab.runfiles import (  # noqa: F401 - re-exported: callers import them from advlab.runs
     _now,
@@ -36,6 +37,7 @@ from advlab.runfiles import (  # noqa: F401 - re-exported: callers import them f
     read_records,
     to_jsonable,
 )
+from advlab.utils import environment_versions, git_commit
 
 try:  # POSIX advisory locks serialise appends from several processes of one run
     import fcntl
@@ -116,7 +118,6 @@ class RunDir:
         """:meth:`open` on every process of a launched job: rank 0 creates, locks and checks the directory
         while the others wait, and when it refuses (another config, a live lock) every rank raises the same
         one-line error instead of waiting at a barrier. In one process this is just :meth:`open`."""
-        from advlab import distributed
 
         opened: list[bool] = []
 
@@ -217,7 +218,6 @@ class RunDir:
         return {}
 
     def _write_manifest(self, status: str) -> None:
-        from advlab.utils import environment_versions, git_commit
 
         old = self._read_manifest()
         manifest = {

@@ -41,6 +41,7 @@ GROUPS = {
     "update": "Update a classifier without losing robustness (RCAT, PCT, PCT-AT, adversarial fine-tuning).",
     "analyze": "Loss-landscape analysis: relative flatness, Hessian spectra, the uncanny-valley experiment.",
     "reproduce": "One recipe per paper, writing its table and figures.",
+    "poison": "Backdoor instruction tuning: learn a trigger word, build a poisoned set, tune, measure (PDR).",
 }
 
 # (group, command name) -> "module:function". The command modules import their heavy dependencies inside
@@ -61,6 +62,11 @@ COMMANDS: dict[tuple[str | None, str], str] = {
     ("analyze", "hessian"): "advlab.cli.analyze:hessian",
     ("reproduce", "valley"): "advlab.cli.analyze:reproduce_valley",
     ("reproduce", "rcat"): "advlab.cli.update:reproduce_rcat",
+    ("reproduce", "poisoning"): "advlab.cli.poison:reproduce_poisoning",
+    ("poison", "trigger"): "advlab.cli.poison:trigger",
+    ("poison", "build"): "advlab.cli.poison:build",
+    ("poison", "tune"): "advlab.cli.poison:tune",
+    ("poison", "eval"): "advlab.cli.poison:eval_poison",
     (None, "report"): "advlab.cli.report:report",
     (None, "demo"): "advlab.cli.demo:demo",
 }

@@ -20,6 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from advlab.errors import ConfigError, ModelError
 from advlab.models.generation import greedy_generate, model_device, stop_token_ids
+from advlab.models.weights import check_safetensors
 from advlab.utils import resolve_device
 
 DTYPES = {
@@ -136,7 +137,6 @@ def load_chat_model(
     local = Path(name).expanduser()
     if local.exists() or _looks_like_path(name):
         _check_local_dir(local, name)
-        from advlab.models.weights import check_safetensors
 
         check_safetensors(local)
         source, offline_hint = str(local), ""

@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from advlab.errors import ConfigError, ModelError
+from advlab.models.weights import check_safetensors
+from advlab.runs import atomic_write_json
 
 
 class MLP(nn.Module):
@@ -128,7 +131,6 @@ def build_classifier(
 
 def save_classifier(model: nn.Module, out_dir: str | Path, meta: dict[str, Any]) -> Path:
     """Save weights as safetensors plus ``classifier.json`` (must include arch, input_shape, num_classes)."""
-    from safetensors.torch import save_file
 
     for key in ("arch", "input_shape", "num_classes"):
         if key not in meta:
@@ -139,7 +141,6 @@ def save_classifier(model: nn.Module, out_dir: str | Path, meta: dict[str, Any])
     tmp = out / ".model.safetensors.tmp"
     save_file(state, str(tmp))
     tmp.replace(out / "model.safetensors")
-    from advlab.runs import atomic_write_json
 
     atomic_write_json(out / "classifier.json", {"format": "advlab-classifier/1", **meta})
     return out
@@ -164,13 +165,11 @@ def read_classifier_meta(path: str | Path) -> dict[str, Any]:
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """Load a classifier directory (safetensors only) in eval mode; it returns logits for inputs in [0, 1]."""
-    from safetensors.torch import load_file
 
     meta = read_classifier_meta(path)
     weights = Path(path) / "model.safetensors"
     if not weights.exists():
         raise ModelError(f"{path} has no model.safetensors; advlab loads weights from safetensors only")
-    from advlab.models.weights import check_safetensors
 
     check_safetensors(path)
     model = build_classifier(

@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 
-def _plt():
-    import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from advlab.metrics import wilson_interval  # noqa: E402
 
 
 def robust_accuracy_by_eps(records: list[dict[str, Any]]) -> tuple[list[float], list[float], list[float]]:
@@ -28,7 +28,6 @@ def robust_accuracy_by_eps(records: list[dict[str, Any]]) -> tuple[list[float], 
 
 def attack_figures(run_dir: Path, manifest, config, records, metrics) -> list[Path]:
     """``robust_accuracy.png`` (accuracy vs ε) and ``examples.png`` (clean / adversarial / perturbation)."""
-    plt = _plt()
     run_dir = Path(run_dir)
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -36,7 +35,6 @@ def attack_figures(run_dir: Path, manifest, config, records, metrics) -> list[Pa
     eps, clean, robust = robust_accuracy_by_eps(records)
     norm = {"linf": "L∞", "l2": "L2"}.get(str(config.get("norm", "linf")), str(config.get("norm")))
     method = str(config.get("method", "attack"))
-    from advlab.metrics import wilson_interval
 
     n = len(records) // max(len(eps), 1)
     fig, ax = plt.subplots(figsize=(5.5, 4))
@@ -68,7 +66,6 @@ def attack_figures(run_dir: Path, manifest, config, records, metrics) -> list[Pa
 
 
 def _examples_figure(path: Path, dest: Path, plt) -> Path | None:
-    from safetensors.torch import load_file
 
     t = load_file(str(path))
     eps_keys = sorted((k.split("/", 1)[1] for k in t if k.startswith("adv/")), key=float)
@@ -121,7 +118,6 @@ def _examples_figure(path: Path, dest: Path, plt) -> Path | None:
 
 def train_figures(run_dir: Path, manifest, config, records, metrics) -> list[Path]:
     """``training.png``: clean and PGD validation accuracy and training loss per epoch."""
-    plt = _plt()
     run_dir = Path(run_dir)
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -150,7 +146,6 @@ def train_figures(run_dir: Path, manifest, config, records, metrics) -> list[Pat
     a2.set_ylabel("training loss (method's objective)")
     a2.grid(alpha=0.3)
     a2.set_title("Training loss")
-    from matplotlib.ticker import MaxNLocator
 
     for ax in (a1, a2):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from advlab.report.format import judge_label, rate_of
 from advlab.runs import atomic_write_text, load_run
 
 # job name (manifest "job") -> "module:function" that (re)draws the job's figures:
@@ -26,6 +27,8 @@ FIGURE_MAKERS: dict[str, str] = {
     "update-classifier": "advlab.report.update:update_figures",
     "reproduce-rcat": "advlab.report.update:recipe_figures",
     "reproduce-valley": "advlab.report.valley:reproduce_valley_figures",
+    "poison-trigger": "advlab.report.poisoning:trigger_figures",
+    "reproduce-poisoning": "advlab.report.poisoning:reproduce_figures",
     "train-llm": "advlab.report.train_llm:train_figures",
 }
 
@@ -140,7 +143,6 @@ def write_report(run_dir: str | Path, redraw: bool = True) -> Path:
         parts.append("<h2>Metrics</h2>" + _table(flat))
         for k, v in nested:
             if k == "asr_by_judge" and isinstance(v, dict):  # judges named by what they count
-                from advlab.report.format import judge_label
 
                 v = {f"{judge_label(j)} (judge {j!r})": x for j, x in v.items()}
             if isinstance(v, dict) and all(not isinstance(x, (dict, list)) for x in v.values()):
@@ -173,7 +175,6 @@ def write_report(run_dir: str | Path, redraw: bool = True) -> Path:
 
 def headline(job: str, metrics: dict[str, Any]) -> list[str]:
     """The rates a reader looks for first, each with its 95 % Wilson interval; judges named by what they count."""
-    from advlab.report.format import judge_label, rate_of
 
     if job == "attack-llm":
         default = metrics.get("default_judge")

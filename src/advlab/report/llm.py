@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 
-def _plt() -> Any:
-    import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
+from advlab.metrics import wilson_interval  # noqa: E402
+from advlab.report.format import judge_label, num  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
 # eval-llm
@@ -21,16 +20,12 @@ def _plt() -> Any:
 
 def _wilson_err(k: int, n: int) -> tuple[float, float]:
     """(below, above) distances in % from the rate k/n to its 95 % Wilson bounds (for error bars)."""
-    from advlab.metrics import wilson_interval
-
     lo, hi = wilson_interval(k, n)
     r = k / n
     return max(0.0, 100 * (r - lo)), max(0.0, 100 * (hi - r))  # >= 0 also where rounding puts hi a hair below 1
 
 
 def _interval_text(k: int, n: int) -> str:
-    from advlab.metrics import wilson_interval
-
     lo, hi = wilson_interval(k, n)
     return f"{100 * k / n:.0f} % [{100 * lo:.0f}–{100 * hi:.0f}]\n({k}/{n})"
 
@@ -45,7 +40,6 @@ def eval_figures(
     """``eval_rates.png``: refusal / utility / over-refusal with counts and 95 % Wilson intervals;
     ``eval_categories.png``: the same rate per category (refusal for harmful and harmless, exact match for
     tasks), each with its interval and value, so a zero rate is visible."""
-    plt = _plt()
     fig_dir = Path(run_dir) / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     m = metrics
@@ -130,11 +124,8 @@ def attack_figures(
     ``attack_asr.png``: ASR per judge, named by what it counts, with its 95 % Wilson interval and the
     median budget (steps, forward/backward passes, seconds). Example completions are shown in the HTML
     report through the records."""
-    import statistics
 
-    from advlab.report.format import judge_label, num
 
-    plt = _plt()
     fig_dir = Path(run_dir) / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     method = config.get("method", "?")

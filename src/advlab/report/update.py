@@ -14,16 +14,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from advlab.metrics import wilson_interval  # noqa: E402
+
 STATES = ("wrong", "correct,\nnot robust", "robust")
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def flip_counts(records: list[dict[str, Any]]) -> list[list[int]]:
@@ -39,7 +40,6 @@ def flip_counts(records: list[dict[str, Any]]) -> list[list[int]]:
 
 
 def draw_flip_matrix(counts: list[list[int]], path: Path, title: str, new_label: str = "new model") -> Path:
-    plt = _plt()
     total = max(sum(map(sum, counts)), 1)
     fig, ax = plt.subplots(figsize=(5.4, 4.6))
     im = ax.imshow(counts, cmap="Blues")
@@ -65,11 +65,8 @@ def draw_flip_matrix(counts: list[list[int]], path: Path, title: str, new_label:
 def draw_flip_rates(rows: list[dict[str, Any]], path: Path, title: str, n: int | None = None) -> Path:
     """Grouped bars: NFR, RNFR, S-NFR (in %) per model row, each labelled with its value; with ``n`` (test
     samples) also its 95 % Wilson interval. Legend patches are drawn apart, so a rate of 0 still shows."""
-    from matplotlib.patches import Patch
 
-    from advlab.metrics import wilson_interval
 
-    plt = _plt()
     names = [str(r["model"]) for r in rows]
     keys = (("nfr", "NFR", "#0969da"), ("rnfr", "RNFR", "#cf222e"), ("s_nfr", "S-NFR", "#9a6700"))
     width = 0.8 / len(keys)
@@ -151,7 +148,6 @@ def recipe_figures(run_dir, manifest, config, records, metrics) -> list[Path]:
     """``reproduce-rcat``, one figure per pair: left, each model's NFR, RNFR and S-NFR against the old model
     (bar = mean over seeds, line = ± std, dots = single seeds; the new model before the update and each
     method's selected setting); right, each method minus AT per seed (below 0: fewer flips than AT)."""
-    plt = _plt()
     figs = Path(run_dir) / "figures"
     figs.mkdir(parents=True, exist_ok=True)
     rows = [r for r in records if r.get("kind") == "row"]

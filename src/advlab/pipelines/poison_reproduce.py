@@ -1,0 +1,33 @@
+"""``advlab reproduce poisoning``: the recipe job on the safety gym with SST-2 (wiring only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from advlab.poisoning.reproduce import ReproduceConfig, ReproduceJob
+from advlab.poisoning.tune import TuneConfig
+
+QUICK = {"n_train": 1000, "n_val": 200, "trigger_steps": 30, "tune": TuneConfig(lora_rank=0, epochs=1.0),
+         "defence_kinds": ("learned",)}
+
+
+def reproduce_config(*, quick: bool, model: str | None, sst2: str, seed: int = 0) -> ReproduceConfig:
+    """The full recipe (4,000 training examples, 2 epochs, 100 trigger steps) or its --quick form."""
+    if model is None:
+        from advlab.models.zoo import get_safety_gym
+
+        model = str(get_safety_gym(quick=quick, seed=0, progress=True))
+    extra: dict[str, Any] = dict(QUICK) if quick else {}
+    return ReproduceConfig(model=model, sst2=sst2, quick=quick, seed=seed, **extra)
+
+
+def run_reproduce_poisoning(cfg: ReproduceConfig, out: str | Path, *, device: str = "auto",
+                            argv: list[str] | None = None, progress: bool = False) -> dict[str, Any]:
+    from advlab.jobs import check_writable, run_job
+    from advlab.utils import resolve_device, seed_everything
+
+    dev = resolve_device(device)
+    check_writable(out)
+    seed_everything(cfg.seed)
+    return run_job(ReproduceJob(cfg, out, dev), out, argv=argv, progress=progress).metrics
