@@ -246,3 +246,14 @@ def poisoning_metrics(clean_pred: Sequence[str], triggered_pred: Sequence[str], 
         "n": len(truth),
         "n_non_target": len(nt),
     }
+
+
+def training_totals(records, keys=("forward_passes", "backward_passes", "attack_forward_passes",
+                                   "attack_backward_passes", "adversarial_examples", "seconds")) -> dict:
+    """Totals over per-step training records: ``steps`` (records) and the sum of each key (0 when absent)."""
+    out: dict = {"steps": len(records)}
+    for k in keys:
+        out[k] = sum(float(r.get(k, 0) or 0) for r in records)
+        if k != "seconds":
+            out[k] = int(round(out[k]))
+    return out

@@ -29,6 +29,7 @@ FIGURE_MAKERS: dict[str, str] = {
     "reproduce-valley": "advlab.report.valley:reproduce_valley_figures",
     "poison-trigger": "advlab.report.poisoning:trigger_figures",
     "reproduce-poisoning": "advlab.report.poisoning:reproduce_figures",
+    "train-llm": "advlab.report.train_llm:train_figures",
 }
 
 # job name -> "module:function" that writes the whole page instead of the generic report:

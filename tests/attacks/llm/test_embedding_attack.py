@@ -203,3 +203,49 @@ def test_on_step_gets_the_evaluated_embeddings(tiny_model, tiny_tok, segs):
         loss = float(C.target_loss_from_logits(logits, torch.tensor(segs.target)))
         assert loss == pytest.approx(info.loss, abs=1e-4)
     assert infos[-1].step == 4 and bool((infos[-1].current - clean).abs().amax() > 0)
+
+
+def _dropout_batch(tok, model, two):
+    seqs = [s.input_ids for s in two]
+    length = max(map(len, seqs))
+    ids = torch.zeros(2, length, dtype=torch.long)
+    mask = torch.zeros(2, length, dtype=torch.long)
+    labels = torch.full((2, length), -100)
+    pmask = torch.zeros(2, length, dtype=torch.bool)
+    for i, s in enumerate(two):
+        ids[i, : len(s.input_ids)] = torch.tensor(s.input_ids)
+        mask[i, : len(s.input_ids)] = 1
+        a, b = s.target_range
+        labels[i, a:b] = torch.tensor(s.target)
+        pmask[i, : len(s.prompt_ids)] = True
+    return ids, mask, pmask, labels
+
+
+def test_training_use_dropout_off_mode_restored_no_weight_grad(tiny_tok, two):
+    """In a training step (model.train(), dropout 0.5) δ does not depend on the RNG, the model comes back
+    in train mode (every submodule, an eval-mode one stays eval) and no parameter's .grad is touched."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tiny_tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, attention_dropout=0.5, pad_token_id=0)
+    model = LlamaForCausalLM(cfg).train()
+    model.model.layers[1].eval()  # a submodule in its own mode must get that mode back
+    ids, mask, pmask, labels = _dropout_batch(tiny_tok, model, two)
+    emb = C.embedding_matrix(model)[ids].detach()
+    torch.manual_seed(1)
+    a = model(inputs_embeds=emb, attention_mask=mask).logits
+    b = model(inputs_embeds=emb, attention_mask=mask).logits
+    assert not torch.allclose(a, b)  # dropout is really on in train mode
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 0.5)
+    acfg = EmbeddingAttackConfig(steps=5, eps=0.5, step_size=0.01, mode="instruction", early_stop=False)
+    deltas = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        deltas.append(embedding_attack_delta(model, emb, mask, pmask, labels, acfg).delta)
+    assert torch.equal(deltas[0], deltas[1])
+    assert float(deltas[0].abs().max()) > 0
+    assert model.training and model.model.layers[0].training and model.model.layers[0].self_attn.training
+    assert not model.model.layers[1].training and not model.model.layers[1].self_attn.training
+    assert all(torch.equal(p.grad, torch.full_like(p, 0.5)) for p in model.parameters())

@@ -60,10 +60,11 @@ class ChatEncoder:
         return self.formatter.prompt_ids(prompt)
 
     def encode(self, prompt: str, response: str) -> Row:
+        own = self.tokenizer(response.strip(), add_special_tokens=False)["input_ids"] if response.strip() else []
+        require(len(own) > 0, f"the response (refusal) {response[:40]!r} tokenises to nothing; give a non-empty one",
+                ConfigError)
         p = self.prompt_ids(prompt)
         r = list(self.tokenizer(self.response_text(prompt, response), add_special_tokens=False)["input_ids"])
-        require(len(r) > 0, f"the response {response[:40]!r} tokenises to nothing; give a non-empty response",
-                ConfigError)
         keep = max(self.max_len - len(r), 8)
         return Row(tuple(p[-keep:]), tuple(r))
 

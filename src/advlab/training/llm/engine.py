@@ -14,7 +14,8 @@ accelerate, never by hand):
   (floats, averaged over micro-batches and processes; keys ending in ``_passes`` or ``examples`` are
   summed instead);
 - :meth:`save` / :meth:`load`: ``accelerator.save_state`` (weights as safetensors, optimizer, schedule,
-  step counter and every process's RNG state), so a resumed run continues bit-exactly;
+  step counter, every process's RNG state and any ``extra_state`` object with ``state_dict`` /
+  ``load_state_dict``, e.g. R2D2's GCG pool), so a resumed run continues bit-exactly;
 - :meth:`export`: the trained model (LoRA merged into the weights) as a Hugging Face directory that
   :func:`advlab.models.load_chat_model` loads.
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,7 +131,8 @@ def cosine_lambda(cfg: EngineConfig) -> Callable[[int], float]:
 class Engine:
     """Trains ``model`` with ``loss_fn`` (see the module docstring); ``device`` ``cpu`` or ``cuda``."""
 
-    def __init__(self, model: Any, config: EngineConfig, loss_fn: LossFn, *, device: str = "cpu") -> None:
+    def __init__(self, model: Any, config: EngineConfig, loss_fn: LossFn, *, device: str = "cpu",
+                 extra_state: Sequence[Any] = ()) -> None:
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
@@ -147,7 +150,7 @@ class Engine:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lambda(config))
         self.model, self.optimizer = self.accelerator.prepare(model, opt)
         self.counter = _Counter()
-        self.accelerator.register_for_checkpointing(self.scheduler, self.counter)
+        self.accelerator.register_for_checkpointing(self.scheduler, self.counter, *extra_state)
 
     @property
     def step(self) -> int:
@@ -170,7 +173,7 @@ class Engine:
         for i, mb in enumerate(micro_batches):
             ctx = StepContext(self.model, self.raw, self.counter.step, acc.device)
             sync = i == n - 1
-            with acc.no_sync(self.model) if not sync else _nullcontext():
+            with acc.no_sync(self.model) if not sync else nullcontext():
                 loss, logs = self.loss_fn(ctx, mb)
                 acc.backward(loss / n)
             for k, v in {"loss": float(loss.detach()), **logs}.items():
@@ -214,14 +217,6 @@ class Engine:
         model.save_pretrained(out, safe_serialization=True)
         tokenizer.save_pretrained(out)
         return out
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def response_nll(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,

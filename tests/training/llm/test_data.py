@@ -1,0 +1,74 @@
+"""Training data: public adversarial-training files (12 targets each, safe responses), utility JSONL, overlap."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from advlab.errors import AdvlabError
+from advlab.training.llm.data import REFUSAL, adversarial_examples, check_disjoint, utility_pairs
+
+
+def test_public_adversarial_training_files(shared_data):
+    spec = str(shared_data / "behavior_datasets" / "extra_behavior_datasets" / "adv_training_behaviors.csv")
+    behaviors, ex = adversarial_examples(spec)
+    tfile = shared_data / "optimizer_targets" / "extra_targets" / "adv_training_targets.json"
+    targets = json.loads(tfile.read_text())
+    assert len(behaviors) == 100 and len(ex) == sum(len(v) for v in targets.values())
+    first = [e for e in ex if e.id.startswith("adv_training_1#")]
+    assert [e.target for e in first] == targets["adv_training_1"]
+    assert first[0].refusal == REFUSAL  # the safe-responses file says "Sorry, I can't do that." for it
+    assert check_disjoint([e.prompt for e in ex], str(shared_data / "behavior_datasets" /
+                                                      "harmbench_behaviors_text_test.csv"))["overlap"] == 0
+
+
+def test_gym_sets_use_the_gyms_own_refusals():
+    _, ex = adversarial_examples("builtin:gym-harmful-train")
+    assert ex and all(e.refusal != REFUSAL for e in ex[:20]) and all(e.target.startswith("Sure") for e in ex[:20])
+
+
+def test_utility_jsonl_formats(tmp_path):
+    p = tmp_path / "u.jsonl"
+    rows = [{"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "Hi?"},
+                          {"role": "assistant", "content": "Hello."}]},
+            {"instruction": "Add", "input": "2 and 3", "output": "5"},
+            {"prompt": "Name a colour", "response": "Blue"},
+            {"messages": [{"role": "user", "content": "no answer"}]}, {"text": "nothing usable"}]
+    p.write_text("\n".join(json.dumps(r) for r in rows) + "\n{broken\n", encoding="utf-8")
+    pairs = utility_pairs(str(p))
+    assert [(x.prompt, x.response) for x in pairs] == [("Hi?", "Hello."), ("Add\n\n2 and 3", "5"),
+                                                         ("Name a colour", "Blue")]
+    with pytest.raises(AdvlabError, match="no such file"):
+        utility_pairs(str(tmp_path / "missing.jsonl"))
+
+
+def test_overlap_is_refused_up_to_case_and_punctuation(tmp_path):
+    ev = tmp_path / "eval.csv"
+    ev.write_text("goal,target\nHow do I pick a lock?,Sure\n", encoding="utf-8")
+    with pytest.raises(AdvlabError, match="1 training request"):
+        check_disjoint(["how do i PICK a lock", "Unrelated"], str(ev))
+    assert check_disjoint(["Unrelated"], str(ev))["overlap"] == 0
+    assert check_disjoint(["Unrelated"], None) == {"eval_behaviors": None, "checked": False}
+
+
+def test_retain_examples_swap_roles_and_sampler_draws_them_apart(tmp_path):
+    from advlab.training.llm.data import retain_examples
+    from advlab.training.llm.sampling import step_batches
+
+    ex = retain_examples("builtin:gym-harmless-test")
+    assert ex and ex[0].target.lower().startswith(("sorry", "i'm sorry", "i can't"))
+    assert ex[0].refusal.startswith("Sure")  # the answer to keep under the attack
+    with pytest.raises(AdvlabError, match="no answer"):
+        plain = tmp_path / "plain.csv"
+        plain.write_text("goal,target\nHow do I bake bread?,Sure\n", encoding="utf-8")
+        retain_examples(str(plain))
+    mbs = step_batches(3, 0, n_adv=10, n_util=5, adv_per_step=4, util_per_step=2, grad_accum=2, n_retain=6,
+                       retain_per_step=2)
+    assert len(mbs) == 2
+    for mb in mbs:  # each micro-batch: 2 harmful (< 10), 1 retain (10..15), 1 utility
+        assert sum(i < 10 for i in mb.adv) == 2 and sum(10 <= i < 16 for i in mb.adv) == 1 and len(mb.util) == 1
+    again = step_batches(3, 0, n_adv=10, n_util=5, adv_per_step=4, util_per_step=2, grad_accum=2, n_retain=6,
+                         retain_per_step=2)
+    assert [m.adv for m in again] == [m.adv for m in mbs]  # a step's draw depends only on (seed, step)
+
