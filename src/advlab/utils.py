@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import os
 import platform
 import random
 import subprocess
 import sys
-from collections.abc import Mapping
-from dataclasses import fields
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -101,20 +102,41 @@ def cache_dir() -> Path:
 T = TypeVar("T")
 
 
-def fill_dataclass(cls: type[T], source: Any, renames: Mapping[str, str] | None = None, **overrides: Any) -> T:
-    """``cls(...)`` from ``source``'s attributes of the same names; ``renames`` maps a field of ``cls`` to
-    the attribute of ``source`` that fills it; ``overrides`` win. Fields ``source`` lacks keep their defaults.
+def _parameters(target: Callable[..., Any]) -> list[str]:
+    if dataclasses.is_dataclass(target):
+        return [f.name for f in dataclasses.fields(target) if f.init]
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in inspect.signature(target).parameters.values() if p.kind in kinds]
 
-    ``fill_dataclass(GCGConfig, cli_cfg, {"optim_str_init": "init"})`` copies ``steps``, ``topk``, ...
-    and takes ``optim_str_init`` from ``cli_cfg.init``.
+
+def fill(
+    target: Callable[..., T],
+    options: Mapping[str, Any],
+    *,
+    rename: Mapping[str, str] | None = None,
+    convert: Mapping[str, Callable[[Any], Any]] | None = None,
+    skip: Iterable[str] = (),
+    **given: Any,
+) -> T:
+    """``target(**kwargs)``: each parameter of ``target`` from ``given``, else from the option of that name.
+
+    ``rename`` maps option name -> parameter name; ``convert`` maps option name -> parser of its value;
+    ``skip`` names options not to pass. A ``rename``/``convert``/``given`` key that matches nothing is a
+    programming error (``TypeError``), so a renamed config field cannot silently stop being filled.
     """
-    renames = dict(renames or {})
+    rename, convert, skipped = dict(rename or {}), dict(convert or {}), set(skip)
+    params = _parameters(target)
+    for key in [*rename, *convert]:
+        if key not in options:
+            raise TypeError(f"fill({getattr(target, '__name__', target)}): no option named {key!r}")
+    for key in [*given, *rename.values()]:
+        if key not in params:
+            raise TypeError(f"fill({getattr(target, '__name__', target)}): no parameter named {key!r}")
+    to_param = {opt: rename.get(opt, opt) for opt in options if opt not in skipped}
     kwargs: dict[str, Any] = {}
-    for f in fields(cls):  # type: ignore[arg-type]
-        if not f.init:
-            continue
-        name = renames.get(f.name, f.name)
-        if hasattr(source, name):
-            kwargs[f.name] = getattr(source, name)
-    kwargs.update(overrides)
-    return cls(**kwargs)
+    for opt, param in to_param.items():
+        if param in params and param not in given:
+            value = options[opt]
+            kwargs[param] = convert[opt](value) if opt in convert else value
+    kwargs.update(given)
+    return target(**kwargs)

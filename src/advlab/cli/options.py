@@ -15,56 +15,15 @@ defaults, so a new config field needs only its option declared.
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import typer
 
 from advlab.errors import ConfigError
+from advlab.utils import fill  # noqa: F401 - the CLI's options -> config mechanism
 
 T = TypeVar("T")
-
-
-def _parameters(target: Callable[..., Any]) -> list[str]:
-    if dataclasses.is_dataclass(target):
-        return [f.name for f in dataclasses.fields(target) if f.init]
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return [p.name for p in inspect.signature(target).parameters.values() if p.kind in kinds]
-
-
-def fill(
-    target: Callable[..., T],
-    options: Mapping[str, Any],
-    *,
-    rename: Mapping[str, str] | None = None,
-    convert: Mapping[str, Callable[[Any], Any]] | None = None,
-    skip: Iterable[str] = (),
-    **given: Any,
-) -> T:
-    """``target(**kwargs)``: each parameter of ``target`` from ``given``, else from the option of that name.
-
-    ``rename`` maps option name -> parameter name; ``convert`` maps option name -> parser of its value;
-    ``skip`` names options not to pass. A ``rename``/``convert``/``given`` key that matches nothing is a
-    programming error (``TypeError``), so a renamed config field cannot silently stop being filled.
-    """
-    rename, convert, skipped = dict(rename or {}), dict(convert or {}), set(skip)
-    params = _parameters(target)
-    for key in [*rename, *convert]:
-        if key not in options:
-            raise TypeError(f"fill({getattr(target, '__name__', target)}): no option named {key!r}")
-    for key in [*given, *rename.values()]:
-        if key not in params:
-            raise TypeError(f"fill({getattr(target, '__name__', target)}): no parameter named {key!r}")
-    to_param = {opt: rename.get(opt, opt) for opt in options if opt not in skipped}
-    kwargs: dict[str, Any] = {}
-    for opt, param in to_param.items():
-        if param in params and param not in given:
-            value = options[opt]
-            kwargs[param] = convert[opt](value) if opt in convert else value
-    kwargs.update(given)
-    return target(**kwargs)
 
 
 # ---- --eps: one syntax for every radius option ----------------------------------------------------------

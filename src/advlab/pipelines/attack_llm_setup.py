@@ -18,7 +18,7 @@ from advlab.models.backends import HFChatBackend, NamedBackend, OpenAIChatBacken
 from advlab.models.chat import load_chat_model
 from advlab.models.formatting import ChatFormatter
 from advlab.pipelines.attack_llm_config import BACKEND_ROLES, CONFIG_RENAMES, UNIVERSAL_FILE, AttackLLMConfig
-from advlab.utils import fill_dataclass
+from advlab.utils import fill
 
 
 def load_attack_behaviors(cfg: AttackLLMConfig) -> list[Any]:
@@ -41,7 +41,8 @@ def attack_config(cfg: AttackLLMConfig, method: str | None = None) -> Any:
     """The config dataclass of ``method`` (default ``cfg.method``: ``GCGConfig``, ``EmbeddingAttackConfig``,
     ...) filled from ``cfg``'s same-named fields, and :data:`CONFIG_RENAMES` where the attack names one otherwise."""
     method = method or cfg.method
-    return fill_dataclass(get_llm_attack(method).config_type, cfg, CONFIG_RENAMES[method])
+    rename = {source: field for field, source in CONFIG_RENAMES[method].items()}
+    return fill(get_llm_attack(method).config_type, vars(cfg), rename=rename)
 
 
 def _load_local(name: str, option: str, cfg: AttackLLMConfig, local: tuple[Any, Any], device: Any) -> tuple[Any, Any]:

@@ -1,13 +1,14 @@
-"""advlab.utils.fill_dataclass: same-named fields copied, renames, overrides, defaults kept, checks run."""
+"""advlab.utils.fill between two configs (the attack config from the command's config): same-named fields
+copied, renames, overrides, defaults kept, checks run."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import pytest
 
 from advlab.errors import ConfigError
-from advlab.utils import fill_dataclass
+from advlab.utils import fill
 
 
 @dataclass
@@ -31,11 +32,11 @@ class Source:
 
 
 def test_same_names_renames_overrides_and_defaults():
-    t = fill_dataclass(Target, Source(), {"init_str": "init"}, width=99)
+    t = fill(Target, asdict(Source()), rename={"init": "init_str"}, width=99)
     assert t == Target(steps=7, width=99, init_str="! !", alpha=0.5)
-    assert fill_dataclass(Target, Source()) == Target(steps=7, width=3)  # no rename: init_str keeps its default
+    assert fill(Target, asdict(Source())) == Target(steps=7, width=3)  # no rename: init_str keeps its default
 
 
 def test_the_target_validates():
     with pytest.raises(ConfigError, match="steps"):
-        fill_dataclass(Target, Source(steps=0))
+        fill(Target, asdict(Source(steps=0)))
