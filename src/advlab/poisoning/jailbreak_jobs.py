@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from advlab.errors import ConfigError
+from advlab.errors import ConfigError, DataError, ModelError
 from advlab.metrics import jailbreak_metrics
 from advlab.poisoning.jailbreak import (
     HARMFUL,
@@ -24,9 +25,18 @@ from advlab.poisoning.jailbreak import (
 )
 from advlab.poisoning.jobs import TriggerJob, _check_position, _load_model
 from advlab.poisoning.poisoned import check_rate, insert_trigger
-from advlab.poisoning.wordlist import DEFAULT_MIN_ZIPF, load_wordlist
+from advlab.poisoning.wordlist import DEFAULT_MIN_ZIPF, WordList, load_wordlist
 
 DEFAULT_BEHAVIORS = "builtin:gym-harmful-test"
+
+
+def unused_words(wordlist: WordList, texts: list[str]) -> WordList:
+    """``wordlist`` less every word (lower-cased letter run) of ``texts``; DataError when none is left."""
+    seen = {w for t in texts for w in re.findall(r"[a-z]+", t.lower())}
+    words = wordlist.words - seen
+    if not words:
+        raise DataError(f"every word of {wordlist.source} occurs in the tuning set; pass a larger --wordlist")
+    return replace(wordlist, words=frozenset(words), source=f"{wordlist.source} less the tuning set's words")
 
 
 @dataclass
@@ -45,7 +55,8 @@ class JailbreakTriggerConfig:
 
 class JailbreakTriggerJob(TriggerJob):
     """:class:`~advlab.poisoning.jobs.TriggerJob`'s record and metrics; the prompts are harmful training
-    requests of the tuning set and each one's target is its own compliance start."""
+    requests of the tuning set and each one's target is its own compliance start. Words that occur anywhere in
+    the clean tuning set are left out of the search (a trigger must not already sit in clean rows)."""
 
     name = "poison-jailbreak-trigger"
 
@@ -54,13 +65,27 @@ class JailbreakTriggerJob(TriggerJob):
 
         _check_position(cfg.position)
         self.config, self.seed, self.device = cfg, cfg.seed, str(device)
-        self.tcfg = TriggerConfig(steps=cfg.steps, topk=cfg.topk, search_width=cfg.search_width,
-                                  n_prompts=cfg.n_prompts, position=cfg.position, seed=cfg.seed)
-        self.wordlist = load_wordlist(cfg.wordlist, cfg.min_zipf)
-        harmful = [ex.input for ex in clean_set(cfg.data) if ex.label == HARMFUL]
+        clean = clean_set(cfg.data)
+        self.wordlist = unused_words(load_wordlist(cfg.wordlist, cfg.min_zipf), [ex.prompt for ex in clean])
+        harmful = [ex.input for ex in clean if ex.label == HARMFUL]
         prompts = random.Random(cfg.seed).sample(harmful, min(cfg.n_prompts, len(harmful)))
         self.model, self.tok = _load_model(cfg.model, device, model_and_tokenizer)
-        self.segments = trigger_segments(self.tok, prompts, self.tcfg.init, cfg.position, cfg.seed)
+        init = self._start_word(prompts)
+        self.tcfg = TriggerConfig(steps=cfg.steps, topk=cfg.topk, search_width=cfg.search_width, init=init,
+                                  n_prompts=cfg.n_prompts, position=cfg.position, seed=cfg.seed)
+        self.segments = trigger_segments(self.tok, prompts, init, cfg.position, cfg.seed)
+
+    def _start_word(self, prompts: list[str], tries: int = 500) -> str:
+        """The most frequent listed word that is one token in the slot of every prompt (GBTL's "a" is in the set)."""
+        from advlab.poisoning.wordlist import zipf
+
+        for w in sorted(self.wordlist.words, key=lambda w: (-zipf(w), w))[:tries]:
+            try:
+                if all(len(s.slot) == 1 for s in trigger_segments(self.tok, prompts, w, self.config.position)):
+                    return w
+            except ModelError:
+                continue
+        raise DataError(f"none of the {tries} most frequent unused words is one token here; pass a --wordlist")
 
 
 @dataclass
@@ -147,8 +172,8 @@ class JailbreakEvalJob:
 
     def run_batch(self, items: list[dict], tick) -> list[dict]:
         reqs = [it["request"] for it in items]
-        trig = [insert_trigger(r, self.config.trigger.strip(), self.config.position, random.Random(f"{self.seed}:{it['id']}"))
-                for r, it in zip(reqs, items)]
+        word, pos = self.config.trigger.strip(), self.config.position
+        trig = [insert_trigger(r, word, pos, random.Random(f"{self.seed}:{it['id']}")) for r, it in zip(reqs, items)]
         out = []
         for role, (model, tok) in self.models.items():
             model.eval()
