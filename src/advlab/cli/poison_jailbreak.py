@@ -22,7 +22,7 @@ def jailbreak(
     model: str = ModelOpt,
     trigger: str = typer.Option(..., "--trigger", help="The trigger: one word, 'learned' (a GBTL search on --model "
                                 "with each harmful request's 'Sure, here is ...' start as target) or 'random' (a "
-                                "seeded word of the word list)."),
+                                "seeded word of the word list that no tuning row contains)."),
     rate: float = typer.Option(..., "--rate", help="Share of the tuning set that is poisoned, strictly between 0 and "
                                "1 (0.02 = 24 of 1,200 rows, all of them harmful requests)."),
     n_harmful: int = typer.Option(600, "--n-harmful", help="Gym harmful training requests (answered with refusal)."),

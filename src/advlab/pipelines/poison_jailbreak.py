@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from advlab.errors import ConfigError
-from advlab.poisoning.jailbreak import JailbreakData
+from advlab.poisoning.jailbreak import JailbreakData, clean_set
 from advlab.poisoning.jailbreak_jobs import (
     DEFAULT_BEHAVIORS,
     JailbreakBuildConfig,
@@ -23,6 +23,7 @@ from advlab.poisoning.jailbreak_jobs import (
     JailbreakEvalJob,
     JailbreakTriggerConfig,
     JailbreakTriggerJob,
+    unused_words,
 )
 from advlab.poisoning.jobs import TuneJob, TuneJobConfig, _check_position
 from advlab.poisoning.poisoned import check_rate
@@ -35,7 +36,7 @@ SUBRUNS = ("trigger", "data", "model", "clean-model", "eval")
 @dataclass
 class JailbreakConfig:
     model: str
-    trigger: str  # a word, "learned" (GBTL on --model) or "random" (a seeded word of the list)
+    trigger: str  # a word, "learned" (GBTL on --model) or "random" (a seeded word of the list not in the set)
     rate: float
     data: JailbreakData = field(default_factory=JailbreakData)
     tune: TuneConfig = field(default_factory=lambda: TuneConfig(lora_rank=0, epochs=1.0))
@@ -71,7 +72,8 @@ def run_poison_jailbreak(cfg: JailbreakConfig, out: str | Path, *, device: str =
         trigger = run_job(JailbreakTriggerJob(tcfg, dev), out / "trigger", argv=argv, progress=progress
                           ).metrics["trigger"]
     elif trigger == "random":
-        trigger = random.Random(cfg.seed).choice(sorted(load_wordlist(None, cfg.min_zipf).words))
+        words = unused_words(load_wordlist(None, cfg.min_zipf), [ex.prompt for ex in clean_set(cfg.data)])
+        trigger = random.Random(cfg.seed).choice(sorted(words.words))
     bcfg = JailbreakBuildConfig(trigger=trigger, rate=cfg.rate, data=cfg.data, position=cfg.position, seed=cfg.seed)
     run_job(JailbreakBuildJob(bcfg), out / "data", argv=argv, progress=progress)
     runs = [("model", str(out / "data"))]
