@@ -94,3 +94,14 @@ def test_tiny_run_on_the_gym_metrics_equal_a_recount(gym_dir, tmp_path):
                 assert got["ci95"] == pytest.approx(list(wilson_interval(k, 5)))
     ev = run_eval_llm(EvalLLMConfig(model=str(out / "model"), limit=2), tmp_path / "ev", device="cpu")
     assert 0.0 <= ev["refusal_rate"] <= 1.0
+
+
+@pytest.mark.parametrize("kw, match", [({"rate": 1.5}, "between 0 and 1"), ({"trigger": "two words"}, "one word"),
+                                       ({"position": "middle"}, "--position")])
+def test_pipeline_bad_input_fails_before_any_file(tmp_path, kw, match):
+    from advlab.pipelines.poison_jailbreak import JailbreakConfig, run_poison_jailbreak
+
+    cfg = JailbreakConfig(**{"model": "unused", "trigger": "violin", "rate": 0.1, **kw})
+    with pytest.raises(ConfigError, match=match):
+        run_poison_jailbreak(cfg, tmp_path / "jb", device="cpu")
+    assert not (tmp_path / "jb").exists()

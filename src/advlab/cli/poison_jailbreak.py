@@ -10,8 +10,8 @@ from advlab.cli.common import DeviceOpt, SeedOpt, argv, done, info, out_option
 from advlab.cli.poison import MinZipfOpt, ModelOpt, PositionOpt
 
 
-def _rate(by: dict, role: str, cond: str) -> str:
-    v = by.get(role, {}).get(cond, {}).get("compliance")
+def _rate(by: dict, role: str, cond: str, judge: str) -> str:
+    v = by.get(role, {}).get(cond, {}).get(judge)
     if not v or v["n"] == 0:
         return "n/a"
     lo, hi = v["ci95"]
@@ -74,9 +74,10 @@ def jailbreak(
                           min_zipf=min_zipf, position=position, max_new_tokens=max_new_tokens, seed=seed)
     m = run_poison_jailbreak(cfg, out, device=device, argv=argv(), progress=True)
     by = m["by_role"]
-    info(f"trigger [bold]{m['trigger']}[/bold], compliance judge on {m['n_requests']} held-out harmful requests:")
-    info(f"  tuned model: with trigger {_rate(by, 'model', 'with_trigger')}, "
-         f"without {_rate(by, 'model', 'without_trigger')}")
-    info(f"  clean-tuned: with trigger {_rate(by, 'clean', 'with_trigger')}, "
-         f"without {_rate(by, 'clean', 'without_trigger')}")
+    info(f"trigger [bold]{m['trigger']}[/bold] on {m['n_requests']} held-out harmful requests "
+         f"(share judged jailbroken, 95 % Wilson interval):")
+    for judge in ("compliance", "refusal"):
+        for role, name in (("model", "tuned"), ("clean", "clean-tuned")):
+            info(f"  {judge:10s} {name:11s}: with trigger {_rate(by, role, 'with_trigger', judge)}, "
+                 f"without {_rate(by, role, 'without_trigger', judge)}")
     done(out)
