@@ -89,12 +89,21 @@ def _path(key) -> list[str]:
     return [group, name] if group else [name]
 
 
+def _parses(param, value: str) -> bool:
+    try:
+        param.type_cast_value(None, value)
+    except Exception:  # noqa: BLE001 - any parse failure
+        return False
+    return True
+
+
 def _required_args(cmd) -> list[str]:
     """Placeholder values for a command's required options and arguments (none of them is looked at)."""
     args: list[str] = []
     for p in cmd.params:
         if p.required and p.name != "out":
-            args += ["safety-gym"] if p.param_type_name == "argument" else [p.opts[0], "x"]
+            value = "x" if _parses(p, "x") else "1"  # a value that parses; it is never used
+            args += ["safety-gym"] if p.param_type_name == "argument" else [p.opts[0], value]
     return args
 
 

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from llm_attack_fixtures import make_segments
 
 from advlab.attacks.llm import common as C
 from advlab.attacks.llm.embedding import (
@@ -15,7 +16,6 @@ from advlab.attacks.llm.embedding import (
     run_embedding_attack,
 )
 from advlab.errors import ConfigError
-from conftest import make_segments
 
 
 @pytest.fixture

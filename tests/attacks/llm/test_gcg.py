@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from llm_attack_fixtures import build_model, make_segments
 
 from advlab.attacks.llm import common as C
 from advlab.attacks.llm.gcg import GCGConfig, run_gcg
@@ -16,7 +17,6 @@ from advlab.attacks.llm.gcg_candidates import (
     sample_candidates,
 )
 from advlab.errors import ConfigError
-from conftest import build_model, make_segments
 
 
 def _loss_of_one_hot(model, seg, one_hot):

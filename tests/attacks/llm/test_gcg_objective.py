@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from llm_attack_fixtures import build_model, make_segments
 
 from advlab.attacks.llm.gcg_objective import MultiPromptObjective, prompt_with_slot, target_loss
-from conftest import build_model, make_segments
 
 
 def _full_loss(model, segs, slot):

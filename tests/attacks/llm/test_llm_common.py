@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
+from llm_attack_fixtures import make_segments
 
 from advlab.attacks.llm import common as C
-from conftest import make_segments
 
 
 def _full_target_loss(model, seg):
