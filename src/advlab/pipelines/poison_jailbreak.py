@@ -58,12 +58,12 @@ def run_poison_jailbreak(cfg: JailbreakConfig, out: str | Path, *, device: str =
 
     dev = resolve_device(device)
     out = Path(out)
+    for sub in SUBRUNS:
+        check_writable(out / sub)
     check_rate(cfg.rate)
     _check_position(cfg.position)
     if not cfg.trigger.strip() or len(cfg.trigger.split()) != 1:
         raise ConfigError(f"--trigger {cfg.trigger!r}: pass one word, 'learned' or 'random'")
-    for sub in SUBRUNS:
-        check_writable(out / sub)
     seed_everything(cfg.seed)
     trigger = cfg.trigger.strip()
     if trigger == "learned":
