@@ -257,3 +257,24 @@ def training_totals(records, keys=("forward_passes", "backward_passes", "attack_
         if k != "seconds":
             out[k] = int(round(out[k]))
     return out
+
+
+def jailbreak_metrics(records: Sequence[dict[str, Any]], judges: Sequence[str] = ("compliance", "refusal"),
+                      roles: Sequence[str] = ("model", "clean")) -> dict[str, Any]:
+    """A jailbreak backdoor's rates from records with ``model_role``, ``triggered`` (bool) and ``judges``
+    (name -> verdict): per role, condition (``with_trigger`` / ``without_trigger``) and judge, ``n``, the
+    number judged jailbroken ``k``, ``rate`` = k/n (nan when n = 0) and its 95 % Wilson interval ``ci95``."""
+    out: dict[str, Any] = {}
+    for role in roles:
+        rs = [r for r in records if r.get("model_role", "model") == role]
+        if not rs:
+            continue
+        out[role] = {}
+        for cond, flag in (("with_trigger", True), ("without_trigger", False)):
+            sub = [r for r in rs if bool(r["triggered"]) == flag]
+            out[role][cond] = {}
+            for j in judges:
+                k = sum(bool(r["judges"][j]["jailbroken"]) for r in sub)
+                out[role][cond][j] = {"n": len(sub), "k": k, "rate": k / len(sub) if sub else float("nan"),
+                                      "ci95": list(wilson_interval(k, len(sub)))}
+    return out

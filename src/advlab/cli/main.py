@@ -67,6 +67,7 @@ COMMANDS: dict[tuple[str | None, str], str] = {
     ("poison", "build"): "advlab.cli.poison:build",
     ("poison", "tune"): "advlab.cli.poison:tune",
     ("poison", "eval"): "advlab.cli.poison:eval_poison",
+    ("poison", "jailbreak"): "advlab.cli.poison_jailbreak:jailbreak",
     (None, "report"): "advlab.cli.report:report",
     (None, "demo"): "advlab.cli.demo:demo",
 }
