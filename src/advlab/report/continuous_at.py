@@ -38,23 +38,27 @@ def _save(fig: Any, run_dir: Path, name: str) -> Path:
 
 
 def asr_vs_utility(run_dir: Path, metrics: dict[str, Any]) -> Path:
-    """One panel per attack, one point per model: ASR (default judge) against utility, Wilson 95 % intervals
-    both ways; the attack's budget in the panel title."""
+    """One panel per attack, one point per model: ASR (default judge filled, "no refusal phrase" hollow)
+    against utility, Wilson 95 % intervals; the attack's budget in the panel title."""
     fig, axes = plt.subplots(1, len(ATTACKS), figsize=(5 * len(ATTACKS), 4.5), sharey=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    judge = judge_label(metrics.get("judge") or "compliance")
+    judge, other = metrics.get("judge") or "compliance", "no refusal phrase"
     rows = metrics.get("table", [])
     for ax, a in zip(axes, ATTACKS):
         for i, row in enumerate(rows):
             u, ulo, uhi = _err(row.get("utility"), row.get("n_eval"))
             y, ylo, yhi = _err(row.get(f"asr_{a}"), row.get("n_attack"))
             ax.errorbar(u, y, xerr=[[ulo], [uhi]], yerr=[[ylo], [yhi]], marker=MARKERS[a], color=colors[i % 10],
-                        capsize=3, ls="none", label=row["model"])
+                        capsize=3, ls="none", label=f"{row['model']} ({judge})")
+            y, ylo, yhi = _err(row.get(f"asr_no_refusal_{a}"), row.get("n_attack"))
+            ax.errorbar(u, y, yerr=[[ylo], [yhi]], marker=MARKERS[a], mfc="none", color=colors[i % 10], capsize=2,
+                        ls="none", alpha=0.7, label=f"{row['model']} ({other})")
         budget = rows[0].get(f"budget_{a}") if rows else ""
         ax.set(xlabel="utility (exact match, held-out tasks)", title=f"{a}: {budget}", xlim=(-0.05, 1.05),
                ylim=(-0.05, 1.05))
-        ax.legend(fontsize=8)
-    axes[0].set_ylabel(f"{judge}, n = {rows[0].get('n_attack') if rows else '?'}")
+        ax.legend(fontsize=6, ncol=2)
+    axes[0].set_ylabel(f"ASR (filled: {judge}; hollow: {other}), n = "
+                       f"{rows[0].get('n_attack') if rows else '?'}")
     fig.suptitle(f"ASR vs utility on {metrics.get('behaviors')} (95 % Wilson intervals)")
     return _save(fig, run_dir, "asr_vs_utility.png")
 
@@ -84,21 +88,25 @@ def robustness_vs_eps(run_dir: Path, metrics: dict[str, Any]) -> Path | None:
     sweep = metrics.get("sweep") or []
     if not sweep:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(10, 4.5))
     eps = [p["eps"] for p in sweep]
-    for key, n_key, label, color in (("asr", "n_attack", "embedding-attack ASR", "tab:red"),
+    judge = judge_label(metrics.get("judge") or "compliance")
+    for key, n_key, label, color in (("asr", "n_attack", f"embedding attack: {judge}", "tab:red"),
+                                     ("asr_no_refusal", "n_attack", f"embedding attack: {judge_label('refusal')}",
+                                      "tab:orange"),
                                      ("utility", "n_task", "utility", "tab:blue")):
         pts = [_err(p.get(key), p.get(n_key)) for p in sweep]
         ax.errorbar(eps, [p[0] for p in pts], yerr=[[p[1] for p in pts], [p[2] for p in pts]], marker="o",
                     color=color, capsize=3, label=label)
     base = next((r for r in metrics.get("table", []) if r["model"] == "base"), {})
-    for key, color in (("asr_embedding", "tab:red"), ("utility", "tab:blue")):
+    for key, color in (("asr_embedding", "tab:red"), ("asr_no_refusal_embedding", "tab:orange"),
+                       ("utility", "tab:blue")):
         if base.get(key) is not None:
             ax.axhline(base[key], color=color, ls="--", lw=1, label=f"base {key}")
     budget = base.get("budget_embedding", "")
     ax.set(xlabel="CAT training radius ε (relative per-token L2)", ylabel="rate", ylim=(-0.05, 1.05),
            title=f"robustness vs ε (attack: {budget})")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _save(fig, run_dir, "robustness_vs_eps.png")
 
 
