@@ -63,6 +63,7 @@ COMMANDS: dict[tuple[str | None, str], str] = {
     ("reproduce", "valley"): "advlab.cli.analyze:reproduce_valley",
     ("reproduce", "rcat"): "advlab.cli.update:reproduce_rcat",
     ("reproduce", "poisoning"): "advlab.cli.poison:reproduce_poisoning",
+    ("reproduce", "continuous-at"): "advlab.cli.train_llm:reproduce_continuous_at",
     ("poison", "trigger"): "advlab.cli.poison:trigger",
     ("poison", "build"): "advlab.cli.poison:build",
     ("poison", "tune"): "advlab.cli.poison:tune",

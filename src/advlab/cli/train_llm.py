@@ -125,3 +125,46 @@ def _layers(text: str) -> tuple[int, ...]:
     if not all(p.lstrip("-").isdigit() for p in parts):
         raise ConfigError(f"--layers {text!r}: pass comma-separated layer indices, e.g. 1,2")
     return tuple(int(p) for p in parts)
+
+
+def reproduce_continuous_at(
+    quick: bool = typer.Option(False, "--quick", help="The demo's short form: the quick gym, tens of training "
+                               "steps, a few behaviours and small attack budgets (minutes on 2 CPU cores)."),
+    behaviors: str = typer.Option("builtin:gym-harmful-test", "--behaviors", help="Held-out harmful behaviours "
+                                  "to attack and to measure clean refusal on, e.g. ../shared/data/"
+                                  "behavior_datasets/harmbench_behaviors_text_test.csv (HarmBench test)."),
+    model: str = typer.Option("", "--model", help="Base chat model [default: the safety gym, quick with "
+                              "--quick; built and cached on first use]."),
+    seed: int = SeedOpt,
+    device: str = DeviceOpt,
+    out: Path = out_option(),
+) -> None:
+    """Reproduce continuous adversarial training (Xhonneux et al. 2024) on the safety gym.
+
+    Trains CAT, CAPO and a short R2D2 (models under OUT/models), evaluates the base and each trained model
+    (utility, over-refusal, clean refusal) and attacks each with GCG, the embedding attack and AutoDAN at
+    fixed budgets on held-out behaviours, then sweeps CAT's training radius eps. Writes table.csv (one row
+    per model: ASR per attack with its budget, utility, over-refusal, clean refusal, attack passes per
+    adversarial example, training seconds) and three figures: ASR against utility, the training curves and
+    robustness against eps. Re-running the same command resumes; finished steps are skipped.
+
+    Example:
+      advlab reproduce continuous-at --quick --out runs/cat-quick
+    """
+    opts = dict(locals())
+    from advlab.cli.options import fill
+    from advlab.pipelines.continuous_at_config import recipe_config
+    from advlab.pipelines.reproduce_continuous_at import continuous_at_recipe
+    from advlab.utils import resolve_device
+
+    cfg = fill(recipe_config, opts, skip=("out",), convert={"device": lambda d: str(resolve_device(d))})
+    m = continuous_at_recipe(out, cfg=cfg, argv=argv())
+    for r in m["table"]:
+        cells = "  ".join(f"{k}={_fmt(r[k])}" for k in ("asr_gcg", "asr_embedding", "asr_autodan", "utility",
+                                                        "over_refusal", "clean_refusal"))
+        info(f"{r['model']:>5}: {cells}")
+    done(Path(out), "recipe")
+
+
+def _fmt(v: object) -> str:
+    return "-" if v is None else f"{v:.2f}"

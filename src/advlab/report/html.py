@@ -30,6 +30,7 @@ FIGURE_MAKERS: dict[str, str] = {
     "poison-trigger": "advlab.report.poisoning:trigger_figures",
     "reproduce-poisoning": "advlab.report.poisoning:reproduce_figures",
     "train-llm": "advlab.report.train_llm:train_figures",
+    "reproduce-continuous-at": "advlab.report.continuous_at:reproduce_figures",
 }
 
 # job name -> "module:function" that writes the whole page instead of the generic report:

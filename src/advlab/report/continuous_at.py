@@ -1,0 +1,116 @@
+"""Figures of an ``advlab reproduce continuous-at`` run (read from the run directory and its sub-runs):
+ASR against utility per model, the training curves of CAT, CAPO and R2D2, and robustness against ε."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from advlab.metrics import wilson_interval  # noqa: E402
+from advlab.report.format import judge_label  # noqa: E402
+from advlab.report.train_llm import TERMS  # noqa: E402
+from advlab.runs import load_run  # noqa: E402
+
+ATTACKS = ("gcg", "embedding", "autodan")
+MARKERS = {"gcg": "o", "embedding": "s", "autodan": "^"}
+
+
+def _err(rate: float | None, n: int | None) -> tuple[float, float, float]:
+    """(rate, lower error, upper error) with the 95 % Wilson interval of round(rate·n) of n."""
+    if rate is None or not n:
+        return float("nan"), 0.0, 0.0
+    lo, hi = wilson_interval(round(rate * n), n)
+    return rate, rate - lo, hi - rate
+
+
+def _save(fig: Any, run_dir: Path, name: str) -> Path:
+    out = run_dir / "figures" / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def asr_vs_utility(run_dir: Path, metrics: dict[str, Any]) -> Path:
+    """One panel per attack, one point per model: ASR (default judge filled, "no refusal phrase" hollow)
+    against utility, Wilson 95 % intervals; the attack's budget in the panel title."""
+    fig, axes = plt.subplots(1, len(ATTACKS), figsize=(5 * len(ATTACKS), 4.5), sharey=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    judge, other = metrics.get("judge") or "compliance", "no refusal phrase"
+    rows = metrics.get("table", [])
+    for ax, a in zip(axes, ATTACKS):
+        for i, row in enumerate(rows):
+            u, ulo, uhi = _err(row.get("utility"), row.get("n_eval"))
+            y, ylo, yhi = _err(row.get(f"asr_{a}"), row.get("n_attack"))
+            ax.errorbar(u, y, xerr=[[ulo], [uhi]], yerr=[[ylo], [yhi]], marker=MARKERS[a], color=colors[i % 10],
+                        capsize=3, ls="none", label=f"{row['model']} ({judge})")
+            y, ylo, yhi = _err(row.get(f"asr_no_refusal_{a}"), row.get("n_attack"))
+            ax.errorbar(u, y, yerr=[[ylo], [yhi]], marker=MARKERS[a], mfc="none", color=colors[i % 10], capsize=2,
+                        ls="none", alpha=0.7, label=f"{row['model']} ({other})")
+        budget = rows[0].get(f"budget_{a}") if rows else ""
+        ax.set(xlabel="utility (exact match, held-out tasks)", title=f"{a}: {budget}", xlim=(-0.05, 1.05),
+               ylim=(-0.05, 1.05))
+        ax.legend(fontsize=6, ncol=2)
+    axes[0].set_ylabel(f"ASR (filled: {judge}; hollow: {other}), n = "
+                       f"{rows[0].get('n_attack') if rows else '?'}")
+    fig.suptitle(f"ASR vs utility on {metrics.get('behaviors')} (95 % Wilson intervals)")
+    return _save(fig, run_dir, "asr_vs_utility.png")
+
+
+def training_curves(run_dir: Path) -> Path | None:
+    """The loss terms and the attack's final loss per step of each trained model's ``train-llm`` sub-run."""
+    runs = [(m, run_dir / "models" / m) for m in ("cat", "capo", "r2d2")]
+    runs = [(m, p) for m, p in runs if (p / "manifest.json").is_file()]
+    if not runs:
+        return None
+    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 4), squeeze=False)
+    for ax, (m, path) in zip(axes[0], runs):
+        recs = sorted(load_run(path)[2], key=lambda r: int(str(r["id"]).split("-")[-1]))
+        steps = [int(str(r["id"]).split("-")[-1]) for r in recs]
+        for k in TERMS:
+            ys = [r.get(k) for r in recs]
+            if any(y is not None for y in ys):
+                ax.plot(steps, [float("nan") if y is None else y for y in ys], marker=".", label=k)
+        ax.set(xlabel="step", ylabel="loss", title=f"{m}: loss terms (raw, before cutoffs)")
+        ax.legend(fontsize=8)
+    return _save(fig, run_dir, "training_curves.png")
+
+
+def robustness_vs_eps(run_dir: Path, metrics: dict[str, Any]) -> Path | None:
+    """CAT trained at each radius ε: the embedding attack's ASR and the utility, Wilson 95 % intervals;
+    the untrained base as dashed lines."""
+    sweep = metrics.get("sweep") or []
+    if not sweep:
+        return None
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    eps = [p["eps"] for p in sweep]
+    judge = judge_label(metrics.get("judge") or "compliance")
+    for key, n_key, label, color in (("asr", "n_attack", f"embedding attack: {judge}", "tab:red"),
+                                     ("asr_no_refusal", "n_attack", f"embedding attack: {judge_label('refusal')}",
+                                      "tab:orange"),
+                                     ("utility", "n_task", "utility", "tab:blue")):
+        pts = [_err(p.get(key), p.get(n_key)) for p in sweep]
+        ax.errorbar(eps, [p[0] for p in pts], yerr=[[p[1] for p in pts], [p[2] for p in pts]], marker="o",
+                    color=color, capsize=3, label=label)
+    base = next((r for r in metrics.get("table", []) if r["model"] == "base"), {})
+    for key, color in (("asr_embedding", "tab:red"), ("asr_no_refusal_embedding", "tab:orange"),
+                       ("utility", "tab:blue")):
+        if base.get(key) is not None:
+            ax.axhline(base[key], color=color, ls="--", lw=1, label=f"base {key}")
+    budget = base.get("budget_embedding", "")
+    ax.set(xlabel="CAT training radius ε (relative per-token L2)", ylabel="rate", ylim=(-0.05, 1.05),
+           title=f"robustness vs ε (attack: {budget})")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return _save(fig, run_dir, "robustness_vs_eps.png")
+
+
+def reproduce_figures(run_dir: Path, manifest: dict[str, Any], config: dict[str, Any],
+                      records: list[dict[str, Any]], metrics: dict[str, Any]) -> list[Path]:
+    figs = [asr_vs_utility(run_dir, metrics), training_curves(run_dir), robustness_vs_eps(run_dir, metrics)]
+    return [f for f in figs if f is not None]
