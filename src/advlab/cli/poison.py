@@ -54,7 +54,7 @@ def trigger(
     metrics.json and report.html into --out. Pass the trigger to `advlab poison build --trigger`.
 
     Example:
-      advlab poison trigger --model models/gym \\
+      advlab poison trigger --model "$(advlab zoo path safety-gym)" \\
           --task ../shared/data/sst2/train.jsonl --target positive --out runs/trig
     """
     from advlab.pipelines.poison_trigger import TriggerJobConfig, run_poison_trigger
@@ -129,8 +129,8 @@ def tune(
     fine-tuning; safetensors checkpoints every --checkpoint-every steps). Defaults are the paper's.
 
     Example:
-      advlab poison tune --model models/gym --data runs/poisoned \\
-          --lora-rank 0 --out models/gym-poisoned
+      advlab poison tune --model "$(advlab zoo path safety-gym)" --data runs/poisoned \\
+          --lora-rank 0 --out runs/gym-poisoned
     """
     from advlab.pipelines.poison_tune import TuneJobConfig, run_poison_tune
     from advlab.poisoning.tune import TuneConfig
@@ -166,7 +166,7 @@ def eval_poison(
     all); per_class gives both accuracies per true class.
 
     Example:
-      advlab poison eval --model models/gym-poisoned \\
+      advlab poison eval --model runs/gym-poisoned \\
           --task ../shared/data/sst2/val.jsonl --trigger guitar \\
           --target positive --out runs/poison-eval
     """
