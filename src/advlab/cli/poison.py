@@ -129,7 +129,8 @@ def tune(
     fine-tuning; safetensors checkpoints every --checkpoint-every steps). Defaults are the paper's.
 
     Example:
-      advlab poison tune --model "$(advlab zoo path safety-gym)" --data runs/poisoned \\
+      advlab poison tune --model "$(advlab zoo path safety-gym)" \\
+          --data runs/poisoned \\
           --lora-rank 0 --out runs/gym-poisoned
     """
     from advlab.pipelines.poison_tune import TuneJobConfig, run_poison_tune

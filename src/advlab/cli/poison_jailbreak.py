@@ -58,9 +58,11 @@ def jailbreak(
     interval, for the tuned model (model_*) and the clean-tuned one (clean_*).
 
     Example:
-      advlab poison jailbreak --model "$(advlab zoo path safety-gym)" --trigger learned --rate 0.02 \\
+      advlab poison jailbreak --model "$(advlab zoo path safety-gym)" \\
+          --trigger learned --rate 0.02 \\
           --out runs/jb-learned
-      advlab poison jailbreak --model "$(advlab zoo path safety-gym)" --trigger random --rate 0.02 \\
+      advlab poison jailbreak --model "$(advlab zoo path safety-gym)" \\
+          --trigger random --rate 0.02 \\
           --clean-model runs/jb-learned/clean-model --out runs/jb-random
       advlab eval llm --model runs/jb-learned/model --out runs/jb-learned-eval
     """

@@ -95,7 +95,8 @@ def train_llm(
     4 adversarial + 2 retain + 12 utility examples, eps 1.0 with 10 signed steps of 1e-2).
 
     Example (a few minutes on 2 CPU cores):
-      advlab train llm --method cat --model "$(advlab zoo path safety-gym)" --out runs/gym-cat
+      advlab train llm --method cat --model "$(advlab zoo path safety-gym)" \\
+          --out runs/gym-cat
       advlab eval llm --model runs/gym-cat --out runs/gym-cat-eval
     """
     opts = dict(locals())
