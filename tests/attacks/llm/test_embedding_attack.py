@@ -106,8 +106,8 @@ def test_early_stop_and_generation_from_embeddings(tiny_model, tiny_tok, segs):
     assert gen[0] == short.target  # greedy decoding from the perturbed embeddings reproduces the target
 
 
-def test_training_entry_point_right_padding(tiny_model, tiny_tok, two):
-    """The inner loop takes embeddings + masks + labels (right padding, as in a training batch)."""
+def _right_padded_batch(two):
+    """ids, attention mask, prompt mask and target labels of two segments, right-padded as in training."""
     seqs = [s.input_ids for s in two]
     length = max(map(len, seqs))
     ids = torch.zeros(2, length, dtype=torch.long)
@@ -120,6 +120,12 @@ def test_training_entry_point_right_padding(tiny_model, tiny_tok, two):
         a, b = s.target_range
         labels[i, a:b] = torch.tensor(s.target)
         pmask[i, : len(s.prompt_ids)] = True
+    return ids, mask, pmask, labels
+
+
+def test_training_entry_point_right_padding(tiny_model, tiny_tok, two):
+    """The inner loop takes embeddings + masks + labels (right padding, as in a training batch)."""
+    ids, mask, pmask, labels = _right_padded_batch(two)
     emb = C.embedding_matrix(tiny_model)[ids].detach()
     cfg = EmbeddingAttackConfig(steps=3, eps=0.05, mode="instruction")
     res = embedding_attack_delta(tiny_model, emb, mask, pmask, labels, cfg)
@@ -205,22 +211,6 @@ def test_on_step_gets_the_evaluated_embeddings(tiny_model, tiny_tok, segs):
     assert infos[-1].step == 4 and bool((infos[-1].current - clean).abs().amax() > 0)
 
 
-def _dropout_batch(tok, model, two):
-    seqs = [s.input_ids for s in two]
-    length = max(map(len, seqs))
-    ids = torch.zeros(2, length, dtype=torch.long)
-    mask = torch.zeros(2, length, dtype=torch.long)
-    labels = torch.full((2, length), -100)
-    pmask = torch.zeros(2, length, dtype=torch.bool)
-    for i, s in enumerate(two):
-        ids[i, : len(s.input_ids)] = torch.tensor(s.input_ids)
-        mask[i, : len(s.input_ids)] = 1
-        a, b = s.target_range
-        labels[i, a:b] = torch.tensor(s.target)
-        pmask[i, : len(s.prompt_ids)] = True
-    return ids, mask, pmask, labels
-
-
 def test_training_use_dropout_off_mode_restored_no_weight_grad(tiny_tok, two):
     """In a training step (model.train(), dropout 0.5) δ does not depend on the RNG, the model comes back
     in train mode (every submodule, an eval-mode one stays eval) and no parameter's .grad is touched."""
@@ -231,7 +221,7 @@ def test_training_use_dropout_off_mode_restored_no_weight_grad(tiny_tok, two):
                       num_attention_heads=4, num_key_value_heads=2, attention_dropout=0.5, pad_token_id=0)
     model = LlamaForCausalLM(cfg).train()
     model.model.layers[1].eval()  # a submodule in its own mode must get that mode back
-    ids, mask, pmask, labels = _dropout_batch(tiny_tok, model, two)
+    ids, mask, pmask, labels = _right_padded_batch(two)
     emb = C.embedding_matrix(model)[ids].detach()
     torch.manual_seed(1)
     a = model(inputs_embeds=emb, attention_mask=mask).logits
