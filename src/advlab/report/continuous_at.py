@@ -16,8 +16,8 @@ from advlab.report.format import judge_label  # noqa: E402
 from advlab.report.train_llm import TERMS  # noqa: E402
 from advlab.runs import load_run  # noqa: E402
 
-ATTACKS = ("gcg", "embedding", "autodan")
-MARKERS = {"gcg": "o", "embedding": "s", "autodan": "^"}
+ATTACKS = ("gcg", "embedding", "autodan", "gcg_2x", "embedding_4x", "embedding_unbounded")  # default, then stronger
+MARKERS = {"gcg": "o", "embedding": "s", "autodan": "^", "gcg_2x": "o", "embedding_4x": "s", "embedding_unbounded": "D"}
 
 
 def _err(rate: float | None, n: int | None) -> tuple[float, float, float]:
@@ -38,13 +38,19 @@ def _save(fig: Any, run_dir: Path, name: str) -> Path:
 
 
 def asr_vs_utility(run_dir: Path, metrics: dict[str, Any]) -> Path:
-    """One panel per attack, one point per model: ASR (default judge filled, "no refusal phrase" hollow)
-    against utility, Wilson 95 % intervals; the attack's budget in the panel title."""
-    fig, axes = plt.subplots(1, len(ATTACKS), figsize=(5 * len(ATTACKS), 4.5), sharey=True)
+    """One panel per attack (the default budgets on top, the stronger ones of the gradient-masking check
+    below), one point per model: ASR (default judge filled, "no refusal phrase" hollow) against utility,
+    Wilson 95 % intervals; the attack's budget in the panel title."""
+    rows = metrics.get("table", [])
+    attacks = [a for a in ATTACKS if a in ATTACKS[:3] or any(r.get(f"asr_{a}") is not None for r in rows)]
+    n_rows = 1 if len(attacks) <= 3 else 2
+    fig, grid = plt.subplots(n_rows, 3, figsize=(15, 4.5 * n_rows), sharey=True, squeeze=False)
+    axes = list(grid.flat)
+    for ax in axes[len(attacks):]:
+        ax.set_visible(False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     judge, other = metrics.get("judge") or "compliance", "no refusal phrase"
-    rows = metrics.get("table", [])
-    for ax, a in zip(axes, ATTACKS):
+    for ax, a in zip(axes, attacks):
         for i, row in enumerate(rows):
             u, ulo, uhi = _err(row.get("utility"), row.get("n_eval"))
             y, ylo, yhi = _err(row.get(f"asr_{a}"), row.get("n_attack"))
@@ -53,12 +59,13 @@ def asr_vs_utility(run_dir: Path, metrics: dict[str, Any]) -> Path:
             y, ylo, yhi = _err(row.get(f"asr_no_refusal_{a}"), row.get("n_attack"))
             ax.errorbar(u, y, yerr=[[ylo], [yhi]], marker=MARKERS[a], mfc="none", color=colors[i % 10], capsize=2,
                         ls="none", alpha=0.7, label=f"{row['model']} ({other})")
-        budget = rows[0].get(f"budget_{a}") if rows else ""
-        ax.set(xlabel="utility (exact match, held-out tasks)", title=f"{a}: {budget}", xlim=(-0.05, 1.05),
+        budget = next((r[f"budget_{a}"] for r in rows if r.get(f"budget_{a}")), "")
+        kind = "" if a in ATTACKS[:3] else " (stronger)"
+        ax.set(xlabel="utility (exact match, held-out tasks)", title=f"{a}{kind}: {budget}", xlim=(-0.05, 1.05),
                ylim=(-0.05, 1.05))
         ax.legend(fontsize=6, ncol=2)
-    axes[0].set_ylabel(f"ASR (filled: {judge}; hollow: {other}), n = "
-                       f"{rows[0].get('n_attack') if rows else '?'}")
+    for ax in grid[:, 0]:
+        ax.set_ylabel(f"ASR (filled: {judge}; hollow: {other}), n = {rows[0].get('n_attack') if rows else '?'}")
     fig.suptitle(f"ASR vs utility on {metrics.get('behaviors')} (95 % Wilson intervals)")
     return _save(fig, run_dir, "asr_vs_utility.png")
 
