@@ -136,6 +136,8 @@ def reproduce_continuous_at(
     model: str = typer.Option("", "--model", help="Base chat model: a local directory or a "
                               "cached hub id (default: the safety gym, the quick one with --quick; built and cached "
                               "on first use). --quick --model DIR keeps the short budgets on DIR."),
+    limit: int = typer.Option(None, "--limit", help="Attack the first N held-out behaviours (default: 20; 6 "
+                              "with --quick). Fewer is faster and less certain: the table's n_attack says how many."),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
     out: Path = out_option(),

@@ -56,7 +56,8 @@ class ContinuousATConfig:
         require(bool(str(self.behaviors).strip()), "--behaviors is empty; pass a behaviours file or builtin:NAME")
         require(all(e >= 0 for e in self.sweep_eps), "sweep eps values must be >= 0")
         for k in ("eval_limit", "attack_limit", "gcg_steps", "embedding_steps", "autodan_steps", "sweep_steps"):
-            require(getattr(self, k) >= 1, f"{k} {getattr(self, k)}: must be at least 1")
+            name = "--limit" if k == "attack_limit" else k
+            require(getattr(self, k) >= 1, f"{name} {getattr(self, k)}: must be at least 1")
 
     def attack_options(self, attack: str) -> dict:
         """``attack llm`` options of ``attack`` (one of ALL_ATTACKS): method and budget."""
@@ -86,12 +87,13 @@ class ContinuousATConfig:
 
 
 def recipe_config(quick: bool = False, model: str = "", behaviors: str = HELD_OUT, seed: int = 0,
-                  device: str = "cpu") -> ContinuousATConfig:
-    """The default budgets, or ``--quick``'s: tiny step counts and few behaviours."""
+                  device: str = "cpu", limit: int | None = None) -> ContinuousATConfig:
+    """The default budgets, or ``--quick``'s: tiny step counts and few behaviours; ``limit`` behaviours
+    per attack replaces either's (20, or 6 with ``quick``)."""
     cfg = ContinuousATConfig(model=model, quick=quick, behaviors=behaviors, seed=seed, device=device)
-    if not quick:
-        return cfg
-    return replace(cfg, steps={"cat": 30, "capo": 30, "r2d2": 3}, save_every=10, r2d2_gcg_steps=2,
-                   r2d2_search_width=64, eval_limit=24, attack_limit=6, gcg_steps=20, gcg_search_width=64,
-                   embedding_steps=30, autodan_steps=4, autodan_population=8, sweep_eps=(0.0, 0.3, 1.0),
-                   sweep_steps=30, max_new_tokens=32)
+    if quick:
+        cfg = replace(cfg, steps={"cat": 30, "capo": 30, "r2d2": 3}, save_every=10, r2d2_gcg_steps=2,
+                      r2d2_search_width=64, eval_limit=24, attack_limit=6, gcg_steps=20, gcg_search_width=64,
+                      embedding_steps=30, autodan_steps=4, autodan_population=8, sweep_eps=(0.0, 0.3, 1.0),
+                      sweep_steps=30, max_new_tokens=32)
+    return cfg if limit is None else replace(cfg, attack_limit=limit)
