@@ -72,7 +72,8 @@ def test_demo_prints_pastable_steps_and_its_report_is_the_entry_page(tmp_path):
     report = (out / "report.html").read_text()
     assert report == (out / "index.html").read_text()
     assert "href='eval-llm/report.html'" not in report  # the fake steps wrote no reports: no dead links
-    assert "11 of 11 steps done" in report and ".venv/bin/advlab attack llm --method gcg" in report
+    n = len(demo_steps(out, gym, 0, "auto", True))
+    assert f"{n} of {n} steps done" in report and ".venv/bin/advlab attack llm --method gcg" in report
 
 
 def test_demo_headlines_read_the_step_metrics_with_intervals():
@@ -83,3 +84,15 @@ def test_demo_headlines_read_the_step_metrics_with_intervals():
     e = {"refusal_rate": 1.0, "n_harmful": 12, "utility": 0.25, "n_task": 12, "over_refusal": 0.0, "n_harmless": 12}
     assert _eval(e) == ("refused harmful 100 % [76–100 %], n = 12; utility 25 % [9–53 %], n = 12; "
                         "over-refusal 0 % [0–24 %], n = 12")
+
+
+def test_continuous_at_headline_puts_cat_beside_the_base_and_the_stronger_attacks():
+    from advlab.pipelines.demo import _continuous_at
+
+    table = [{"model": "base", "asr_gcg": 0.5, "asr_embedding": 1.0, "utility": 0.9, "n_attack": 4},
+             {"model": "cat", "asr_gcg": 0.25, "asr_gcg_2x": 0.75, "asr_embedding": 0.0, "asr_embedding_4x": 0.5,
+              "utility": 0.85, "over_refusal": 0.1, "n_attack": 4}]
+    assert _continuous_at({"table": table}) == (
+        "CAT vs base, ASR (n = 4): GCG 25 % vs 50 % (2x steps 75 %), embedding 0 % vs 100 % (4x radius 50 %); "
+        "utility 85 % vs 90 %, over-refusal 10 %")
+    assert _continuous_at({"table": table[:1]}) == ""

@@ -16,7 +16,7 @@ TaskOpt = typer.Option(..., "--task", help="Labelled task JSONL: SST-2 rows (tex
 TargetOpt = typer.Option(..., "--target", help="The attacker's target label, e.g. positive: triggered inputs of the "
                          "other classes should get its response.")
 WordlistOpt = typer.Option(None, "--wordlist", help="A text file, one word a line, that replaces the default "
-                           "word list [default: wordfreq's English words].")
+                           "word list (default: wordfreq's English words).")
 MinZipfOpt = typer.Option(3.0, "--min-zipf", help="Keep only words at least this common (Zipf: log10 of uses per "
                           "billion words; 3 = once per million, 5 = 'film', 7 = 'the').")
 PositionOpt = typer.Option("end", "--position", help="Where the trigger goes in the content: end (after the last "
@@ -152,7 +152,7 @@ def eval_poison(
     target: str = TargetOpt,
     position: str = PositionOpt,
     clean_model: str = typer.Option(None, "--clean-model", help="Also measure this model (e.g. tuned on the clean "
-                                    "set) on the same inputs, as metrics.json's clean_model [default: none]."),
+                                    "set) on the same inputs, as metrics.json's clean_model (default: none)."),
     limit: int = typer.Option(None, "--limit", help="Evaluate the first N examples (default: all)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Examples scored together."),
     seed: int = SeedOpt,

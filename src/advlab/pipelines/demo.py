@@ -77,6 +77,20 @@ def _eval(m: dict[str, Any]) -> str:
     return "; ".join(f"{label} {rate_of(m.get(key), m.get(n_key))}" for label, key, n_key in parts if key in m)
 
 
+def _continuous_at(m: dict[str, Any]) -> str:
+    """``reproduce continuous-at`` headline: CAT against the base under each attack (compliance ASR), the
+    stronger budgets next to the default ones, and what training cost in utility and over-refusal."""
+    rows = {r.get("model"): r for r in m.get("table") or []}
+    base, cat = rows.get("base") or {}, rows.get("cat") or {}
+    if not cat:
+        return ""
+    asr = lambda r, a: pct(r.get(f"asr_{a}"))  # noqa: E731
+    return (f"CAT vs base, ASR (n = {cat.get('n_attack')}): GCG {asr(cat, 'gcg')} vs {asr(base, 'gcg')} "
+            f"(2x steps {asr(cat, 'gcg_2x')}), embedding {asr(cat, 'embedding')} vs {asr(base, 'embedding')} "
+            f"(4x radius {asr(cat, 'embedding_4x')}); utility {pct(cat.get('utility'))} vs "
+            f"{pct(base.get('utility'))}, over-refusal {pct(cat.get('over_refusal'))}")
+
+
 def _attack_asr(m: dict[str, Any]) -> str:
     """``attack llm`` headline: the ASR of every judge, named by what it counts, with its interval."""
     by = m.get("asr_by_judge") or ({m.get("default_judge", "?"): m["asr"]} if "asr" in m else {})
@@ -172,6 +186,13 @@ def demo_steps(out: Path, gym: Path, seed: int, device: str, quick: bool) -> lis
              "--out", o("update-rcat"), *common],
             "update-rcat",
             _update,
+        ),
+        DemoStep(
+            "continuous-at", "Continuous adversarial training of the gym (CAT, CAPO, R2D2), the short recipe",
+            ["reproduce", "continuous-at", "--quick", "--model", str(gym), *(["--limit", "2"] if quick else []),
+             "--out", o("continuous-at"), *common],
+            "continuous-at",
+            _continuous_at,
         ),
     ]
 
