@@ -1,7 +1,8 @@
 """Instruction tuning of a causal LM on a (poisoned) task set: plain SFT through the one LLM training
 engine (:mod:`advlab.training.llm.engine`; accelerate, peft LoRA or full fine-tuning, safetensors
 checkpoints). Defaults are the paper's reference (PAPERS.md §5): LoRA r 8, α 16, dropout 0.1 on the
-q/v projections, AdamW lr 3e-4, 2 epochs, batch 16, max length 300.
+q/v projections, AdamW lr 3e-4, 2 epochs, batch 16, max length 300. Batches are paired and
+length-grouped (:func:`batch_order`); the loss projects only the answer positions (:func:`response_sft_loss`).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def batch_order(keys: Sequence[str], lengths: Sequence[int], batch_size: int, se
 
     Each epoch puts every example into one of ceil(n / (group · batch_size)) buckets by a seeded hash
     of its key (example id); a bucket is sorted by length and cut into batches, so a batch pads little
-    (about 40 % less compute than random batches on SST-2). Buckets depend on the key alone, so sets
+    (27 % less CPU time per epoch than random batches on SST-2). Buckets depend on the key alone, so sets
     that share examples batch the shared ones alike: a poisoned set and its clean source differ only
     by where the poisons fall (paired runs: the clean-accuracy gap measures the poisons, not the shuffle).
     """
@@ -94,7 +95,7 @@ def left_padded(rows: Sequence[Any], pad_id: int) -> dict[str, torch.Tensor]:
 def response_sft_loss(ctx: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
     """The engine's SFT loss (mean over rows of each row's mean response cross-entropy) on
     :func:`left_padded` rows, projecting only the last max(n_response) positions to the vocabulary
-    (a task answer is a few tokens after a long prompt; the full projection was a quarter of the step)."""
+    (a task answer is a few tokens after a long prompt; projecting every position cost a fifth of the step)."""
     from advlab.attacks.llm.common import target_logits
 
     ids, mask = batch["input_ids"].to(ctx.device), batch["attention_mask"].to(ctx.device)
