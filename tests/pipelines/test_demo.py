@@ -49,7 +49,10 @@ def test_demo_commands_are_valid_cli_invocations(tmp_path):
     from advlab.cli.main import app
 
     root = typer.main.get_command(app)
-    for step in demo_steps(tmp_path, tmp_path, 0, "cpu", quick=True):
+    full = demo_steps(tmp_path, tmp_path, 0, "cpu", quick=False)
+    assert {"continuous-at", "poisoning"} <= {s.name for s in full}  # ../shared/data/sst2 is there in tests
+    assert not {"continuous-at", "poisoning"} & {s.name for s in demo_steps(tmp_path, tmp_path, 0, "cpu", True)}
+    for step in demo_steps(tmp_path, tmp_path, 0, "cpu", quick=True) + full:
         cmd, rest, ctx, name = root, list(step.args), None, "advlab"
         while hasattr(cmd, "get_command"):
             ctx = cmd.make_context(rest[0], [], parent=ctx, resilient_parsing=True)
@@ -96,3 +99,15 @@ def test_continuous_at_headline_puts_cat_beside_the_base_and_the_stronger_attack
         "CAT vs base, ASR (n = 4): GCG 25 % vs 50 % (2x steps 75 %), embedding 0 % vs 100 % (4x radius 50 %); "
         "utility 85 % vs 90 %, over-refusal 10 %")
     assert _continuous_at({"table": table[:1]}) == ""
+
+
+def test_poisoning_headline_reads_pdr_per_kind_and_onion():
+    from advlab.pipelines.demo import _poisoning
+
+    m = {"table": [{"trigger_kind": "learned", "rate": 0.01, "pdr": 0.9}, {"trigger_kind": "random_word", "rate": 0.01,
+                                                                          "pdr": 0.1}],
+         "triggers": {"learned": "guitar", "random_word": "license"}, "clean_tuned_accuracy": 0.64,
+         "defences": [{"defence": "onion", "pdr_before": 0.9, "pdr_after": 0.05}]}
+    assert _poisoning(m) == ("PDR of learned 'guitar': 90 % at 1 %; random word 'license': 10 % at 1 %; "
+                             "clean-tuned accuracy 64 %; ONION: PDR 90 % -> 5 %")
+    assert _poisoning({}) == ""
