@@ -221,7 +221,7 @@ def reproduce_poisoning(
 
     Examples:
       advlab reproduce poisoning --quick --out runs/poisoning
-      advlab reproduce poisoning --quick --rates 0.01 --defences onion \
+      advlab reproduce poisoning --quick --rates 0.01 --defences onion \\
           --out runs/poisoning-demo
     """
     from advlab.pipelines.poison_reproduce import reproduce_config, run_reproduce_poisoning
