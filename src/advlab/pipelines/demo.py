@@ -215,14 +215,15 @@ def recipe_steps(out: Path, gym: Path, common: list[str]) -> list[DemoStep]:
     subsets are where ``reproduce poisoning`` looks for them."""
     steps = [DemoStep(
         "continuous-at", "Continuous adversarial training of the gym (CAT, CAPO, R2D2), the short recipe",
-        ["reproduce", "continuous-at", "--quick", "--model", str(gym), "--out", str(out / "continuous-at"), *common],
+        ["reproduce", "continuous-at", "--quick", "--model", str(gym), "--limit", "3", "--out",
+         str(out / "continuous-at"), *common],
         "continuous-at",
         _continuous_at,
     )]
     if (SST2 / "train.jsonl").is_file():
         steps.append(DemoStep(
             "poisoning", "Poisoning instruction tuning: a learned trigger word vs a random one (SST-2), and ONION",
-            ["reproduce", "poisoning", "--quick", "--model", str(gym), "--rates", "0.01,0.03", "--defences", "onion",
+            ["reproduce", "poisoning", "--quick", "--model", str(gym), "--rates", "0.01", "--defences", "onion",
              "--out", str(out / "poisoning"), *common],
             "poisoning",
             _poisoning,
