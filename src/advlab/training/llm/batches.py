@@ -2,9 +2,10 @@
 
 A row is ``prompt_ids + response_ids``: the prompt is the chat template's user turn with the generation
 prompt (BOS exactly once, as :class:`advlab.models.formatting.ChatFormatter` builds it), the response is
-what the template writes for the assistant turn (its end-of-turn tokens included). Labels cover the
-response only. Rows are right-padded, so prompt position i is the same in every row built from the same
-prompt (a prompt perturbation δ computed on one continuation applies to another).
+what the template writes for the assistant turn up to its end-of-turn token (what a template writes after
+it, such as a newline, is never generated, so it is not labelled). Labels cover the response only. Rows
+are right-padded, so prompt position i is the same in every row built from the same prompt (a prompt
+perturbation δ computed on one continuation applies to another).
 """
 
 from __future__ import annotations
@@ -47,14 +48,19 @@ class ChatEncoder:
         return [*sys, {"role": "user", "content": prompt}]
 
     def response_text(self, prompt: str, response: str) -> str:
-        """What the template writes after the generation prompt for this reply (end of turn included)."""
+        """What the template writes after the generation prompt for this reply, up to and including the
+        end-of-turn token (generation stops there: what a template writes after it, such as a newline, is
+        never generated, so it is not trained either)."""
         tok = self.tokenizer
+        eos = tok.eos_token or ""
         head = tok.apply_chat_template(self._messages(prompt), tokenize=False, add_generation_prompt=True)
         full = tok.apply_chat_template([*self._messages(prompt), {"role": "assistant", "content": response}],
                                        tokenize=False)
-        if full.startswith(head):
-            return full[len(head):]
-        return response + (tok.eos_token or "")
+        if not full.startswith(head):
+            return response + eos
+        text = full[len(head):]
+        cut = text.find(eos, len(response)) if eos else -1
+        return text[: cut + len(eos)] if cut >= 0 else text
 
     def prompt_ids(self, prompt: str) -> list[int]:
         return self.formatter.prompt_ids(prompt)
