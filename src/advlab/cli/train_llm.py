@@ -72,6 +72,10 @@ def train_llm(
                                "answers, attacked toward a refusal and trained to keep their answer (measured on "
                                "the gym: without it CAT makes it refuse harmless requests). 'none' = off."),
     retain_per_step: int = typer.Option(2, "--retain-per-step", help="Retain examples per step."),
+    adv_suffix: str = typer.Option("", "--adv-suffix", help="Text appended to every adversarial and retain "
+                                   "request (after a space) and perturbed with it: a slot like the one "
+                                   "attack llm's suffix attacks (embedding, GCG) optimise, e.g. 'x x x'. "
+                                   "'' = the paper's CAT (the request alone)."),
     save_every: int = typer.Option(50, "--save-every", help="Checkpoint every N steps (resume point)."),
     max_len: int = typer.Option(128, "--max-len", help="Maximum tokens per training row."),
     seed: int = SeedOpt,

@@ -28,6 +28,7 @@ from advlab.training.llm.data import (
     check_disjoint,
     retain_examples,
     utility_pairs,
+    with_suffix,
 )
 from advlab.training.llm.engine import EngineConfig, linear_module_names
 from advlab.training.llm.methods import METHODS, LossWeights
@@ -62,6 +63,7 @@ class TrainLLMConfig:
     refusal: str | None = None
     retain: str | None = "builtin:gym-harmless-train"
     retain_per_step: int = 2
+    adv_suffix: str = ""
     toward_weight: float = 0.5
     away_weight: float = 0.5
     utility_weight: float = 1.0
@@ -173,6 +175,7 @@ class TrainLLMJob:
         util = utility_pairs(cfg.utility) if cfg.utility_rows else []
         prompts = [a.prompt for a in adv + retain] + [u.prompt for u in util]
         self.data_check = check_disjoint(prompts, cfg.eval_behaviors)
+        adv, retain = with_suffix(adv, cfg.adv_suffix), with_suffix(retain, cfg.adv_suffix)
         self.data = EncodedData(ChatEncoder(self.tokenizer, max_len=cfg.max_len), adv + retain, util)
         self.data.check()
 

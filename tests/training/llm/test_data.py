@@ -72,3 +72,23 @@ def test_retain_examples_swap_roles_and_sampler_draws_them_apart(tmp_path):
                          retain_per_step=2)
     assert [m.adv for m in again] == [m.adv for m in mbs]  # a step's draw depends only on (seed, step)
 
+
+
+def test_adv_suffix_is_appended_and_perturbed_with_the_request(gym):
+    from advlab.training.llm.adversary import perturb_mask
+    from advlab.training.llm.batches import ChatEncoder, pad_rows
+    from advlab.training.llm.data import adversarial_examples, with_suffix
+
+    _, ex = adversarial_examples("builtin:gym-harmful-test")
+    assert with_suffix(ex[:2], "  ") == ex[:2]
+    sx = with_suffix(ex[:2], "x x x")
+    assert [a.prompt for a in sx] == [a.prompt + " x x x" for a in ex[:2]]
+    assert [(a.target, a.refusal) for a in sx] == [(a.target, a.refusal) for a in ex[:2]]
+    _, tok = gym
+    enc = ChatEncoder(tok, max_len=128)
+    plain, slot = enc.encode_target(ex[0].prompt, ex[0].target), enc.encode_target(sx[0].prompt, sx[0].target)
+    x_ids = tok(" x x x", add_special_tokens=False)["input_ids"]
+    grown = len(slot.prompt_ids) - len(plain.prompt_ids)
+    assert grown == len(x_ids) > 0
+    pm = perturb_mask(pad_rows([slot], 0), getattr(tok, "bos_token_id", None))[0]
+    assert int(pm.sum()) >= len(slot.prompt_ids) - 1  # every prompt token but a BOS, the slot included

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,13 @@ def retain_examples(spec: str) -> list[AdvExample]:
                 "builtin:gym-harmless-train", DataError)
         out.append(AdvExample(f"retain:{b.id}", b.request, REFUSALS[len(out) % len(REFUSALS)], str(answer)))
     return out
+
+
+def with_suffix(examples: list[AdvExample], suffix: str) -> list[AdvExample]:
+    """The examples with ``suffix`` appended to each request (after one space): the slot that the training
+    attack perturbs together with the request, as ``attack llm``'s suffix-mode attacks do; "" = unchanged."""
+    suffix = suffix.strip()
+    return [replace(a, prompt=f"{a.prompt} {suffix}") for a in examples] if suffix else list(examples)
 
 
 def gym_utility() -> list[ChatPair]:
