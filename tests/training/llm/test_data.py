@@ -74,7 +74,10 @@ def test_retain_examples_swap_roles_and_sampler_draws_them_apart(tmp_path):
 
 
 
-def test_adv_suffix_is_appended_and_perturbed_with_the_request(gym):
+def test_adv_suffix_is_the_only_perturbed_span(gym):
+    """With --adv-suffix the adversary perturbs exactly the slot's tokens, placed as attack llm's suffix
+    attacks place theirs (same ids as the attack's own ChatFormatter segments)."""
+    from advlab.models.formatting import ChatFormatter
     from advlab.training.llm.adversary import perturb_mask
     from advlab.training.llm.batches import ChatEncoder, pad_rows
     from advlab.training.llm.data import adversarial_examples, with_suffix
@@ -82,13 +85,17 @@ def test_adv_suffix_is_appended_and_perturbed_with_the_request(gym):
     _, ex = adversarial_examples("builtin:gym-harmful-test")
     assert with_suffix(ex[:2], "  ") == ex[:2]
     sx = with_suffix(ex[:2], "x x x")
-    assert [a.prompt for a in sx] == [a.prompt + " x x x" for a in ex[:2]]
-    assert [(a.target, a.refusal) for a in sx] == [(a.target, a.refusal) for a in ex[:2]]
+    assert [(a.prompt, a.target, a.refusal, a.slot) for a in sx] == [(a.prompt, a.target, a.refusal, "x x x")
+                                                                     for a in ex[:2]]
     _, tok = gym
     enc = ChatEncoder(tok, max_len=128)
-    plain, slot = enc.encode_target(ex[0].prompt, ex[0].target), enc.encode_target(sx[0].prompt, sx[0].target)
-    x_ids = tok(" x x x", add_special_tokens=False)["input_ids"]
-    grown = len(slot.prompt_ids) - len(plain.prompt_ids)
-    assert grown == len(x_ids) > 0
-    pm = perturb_mask(pad_rows([slot], 0), getattr(tok, "bos_token_id", None))[0]
-    assert int(pm.sum()) >= len(slot.prompt_ids) - 1  # every prompt token but a BOS, the slot included
+    seg = ChatFormatter(tok).segments(ex[0].prompt, "x x x", ex[0].target)
+    for row in (enc.encode_target(ex[0].prompt, ex[0].target, "x x x"), enc.encode(ex[0].prompt, "No.", "x x x")):
+        assert list(row.prompt_ids) == seg.prompt_ids
+        a, b = row.perturb
+        assert tok.decode(list(row.prompt_ids[a:b])).split() == ["x", "x", "x"]
+        pm = perturb_mask(pad_rows([row], 0), getattr(tok, "bos_token_id", None))[0]
+        assert pm.nonzero().flatten().tolist() == list(range(a, b))
+    plain = pad_rows([enc.encode_target(ex[0].prompt, ex[0].target)], 0)
+    n = len(enc.prompt_ids(ex[0].prompt))
+    assert plain["prompt_mask"][0].nonzero().flatten().tolist() == list(range(n))  # no slot: the whole prompt

@@ -31,10 +31,14 @@ GYM_UTILITY = "builtin:gym"
 
 @dataclass(frozen=True)
 class AdvExample:
+    """``slot``: text after the request that the training attack perturbs instead of the request ("": the
+    whole request is perturbed, as in CAT)."""
+
     id: str
     prompt: str
     target: str
     refusal: str
+    slot: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,10 +94,10 @@ def retain_examples(spec: str) -> list[AdvExample]:
 
 
 def with_suffix(examples: list[AdvExample], suffix: str) -> list[AdvExample]:
-    """The examples with ``suffix`` appended to each request (after one space): the slot that the training
-    attack perturbs together with the request, as ``attack llm``'s suffix-mode attacks do; "" = unchanged."""
+    """The examples with ``suffix`` as their attack slot (after the request and one space): the training
+    attack perturbs only the slot, as ``attack llm``'s suffix attacks (embedding, GCG) do; "" = unchanged."""
     suffix = suffix.strip()
-    return [replace(a, prompt=f"{a.prompt} {suffix}") for a in examples] if suffix else list(examples)
+    return [replace(a, slot=suffix) for a in examples] if suffix else list(examples)
 
 
 def gym_utility() -> list[ChatPair]:
