@@ -32,6 +32,9 @@ def train_llm(
                                            "(the paper: 1e-4 on 7B models)."),
     one_step: bool = typer.Option(False, "--one-step", help="The paper's one-step variant: one step of the full "
                                   "radius instead of --attack-steps small ones."),
+    attack_optimizer: str = typer.Option("sign", "--attack-optimizer", help="Update rule of the training attack: "
+                                         "sign (CAT's signed steps of --attack-step-size) or adam (learning rate "
+                                         "--attack-step-size, attack llm's embedding attack); embedding only."),
     adversary: str = typer.Option("embedding", "--adversary", help="Where δ lives: embedding (CAT's input "
                                   "embeddings) or latent (the residual stream after --layers, as in latent "
                                   "adversarial training)."),

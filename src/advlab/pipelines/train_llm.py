@@ -47,6 +47,7 @@ class TrainLLMConfig:
     attack_steps: int = 10
     attack_step_size: float = 1e-2
     one_step: bool = False
+    attack_optimizer: str = "sign"
     adversary: str = "embedding"
     layers: tuple[int, ...] = ()
     lora_rank: int = 0
@@ -97,7 +98,7 @@ class TrainLLMConfig:
         return LossWeights(self.toward_weight, self.away_weight, self.utility_weight, away_cutoff=self.away_cutoff)
     def adversary_config(self) -> AdversaryConfig:
         return AdversaryConfig(self.adversary, self.eps, self.attack_steps, self.attack_step_size, self.one_step,
-                               self.layers)
+                               self.layers, self.attack_optimizer)
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(self.max_steps, self.lr, self.weight_decay, self.warmup_steps, self.grad_clip,
