@@ -33,7 +33,7 @@ from advlab.training.llm.data import (
 from advlab.training.llm.engine import EngineConfig, linear_module_names
 from advlab.training.llm.methods import METHODS, LossWeights
 from advlab.training.llm.r2d2 import R2D2Config
-from advlab.training.llm.sampling import check_sizes, step_batches
+from advlab.training.llm.sampling import check_sizes, cumulative_weights, step_batches
 
 
 @dataclass
@@ -178,6 +178,7 @@ class TrainLLMJob:
         self.data_check = check_disjoint(prompts, cfg.eval_behaviors)
         adv, retain = with_suffix(adv, cfg.adv_suffix), with_suffix(retain, cfg.adv_suffix)
         self.data = EncodedData(ChatEncoder(self.tokenizer, max_len=cfg.max_len), adv + retain, util)
+        self.util_cum = cumulative_weights([u.weight for u in util])
         self.data.check()
 
     def _setup(self) -> None:
@@ -222,7 +223,7 @@ class TrainLLMJob:
             t = time.perf_counter()
             mbs = step_batches(s, cfg.seed, self.n_adv, len(self.data.util), cfg.adv_per_step, cfg.utility_rows,
                                distributed.rank(), distributed.world_size(), cfg.grad_accum,
-                               len(self.data.adv) - self.n_adv, cfg.retain_rows)
+                               len(self.data.adv) - self.n_adv, cfg.retain_rows, self.util_cum)
             logs = self.engine.train_step(mbs)
             records.append({"id": f"step-{s + 1}", **logs, "seconds": time.perf_counter() - t})
             tick(1)

@@ -99,3 +99,36 @@ def test_adv_suffix_is_the_only_perturbed_span(gym):
     plain = pad_rows([enc.encode_target(ex[0].prompt, ex[0].target)], 0)
     n = len(enc.prompt_ids(ex[0].prompt))
     assert plain["prompt_mask"][0].nonzero().flatten().tolist() == list(range(n))  # no slot: the whole prompt
+
+
+def test_weighted_utility_draws_follow_the_weights_and_gym_mix():
+    from collections import Counter
+
+    from advlab.data.gym import gym_items
+    from advlab.models.gym_config import GymConfig
+    from advlab.training.llm.data import gym_utility
+    from advlab.training.llm.sampling import cumulative_weights, step_batches
+
+    assert cumulative_weights([1.0, 1.0, 1.0]) is None  # equal weights: the uniform draw, as before
+    w = [1.0, 3.0, 0.0, 4.0]
+    cw = cumulative_weights(w)
+    counts = Counter(j for s in range(2000) for mb in step_batches(s, 0, 0, 4, 0, 4, util_cum_weights=cw)
+                     for j in mb.util)
+    for j, wj in enumerate(w):  # 8,000 draws: each frequency within 0.02 of weight / total
+        assert abs(counts[j] / 8000 - wj / 8) < 0.02
+    again = step_batches(7, 0, 0, 4, 0, 4, util_cum_weights=cw)
+    assert [m.util for m in again] == [m.util for m in step_batches(7, 0, 0, 4, 0, 4, util_cum_weights=cw)]
+    pairs, cfg = gym_utility(), GymConfig()
+    kind = {(it.prompt, it.response): (it.kind, it.category) for k in ("task", "harmless", "harmful")
+            for it in gym_items(k, "train")}
+    mass = Counter()
+    for p in pairs:
+        k, c = kind[(p.prompt, p.response)]
+        mass[k] += p.weight
+        mass[c if k == "task" else "-"] += p.weight if k == "task" else 0
+    total = sum(p.weight for p in pairs)
+    assert abs(mass["task"] / total - cfg.mix_task) < 1e-9 and abs(mass["harmful"] / total - cfg.mix_harmful) < 1e-9
+    tw = cfg.task_weights
+    share = tw["repeat"] / sum(tw.get(c, 1.0) for c in {kind[(p.prompt, p.response)][1] for p in pairs
+                                                          if kind[(p.prompt, p.response)][0] == "task"})
+    assert abs(mass["repeat"] / total - cfg.mix_task * share) < 1e-9
