@@ -23,6 +23,7 @@ from advlab.training.llm.adversary import AdversaryConfig, check_layers
 from advlab.training.llm.data import (
     DEFAULT_BEHAVIORS,
     DEFAULT_EVAL_BEHAVIORS,
+    GYM_SUFFIX,
     GYM_UTILITY,
     adversarial_examples,
     check_disjoint,
@@ -44,8 +45,8 @@ class TrainLLMConfig:
     model: str = ""
     max_steps: int = 200
     eps: float = 1.0
-    attack_steps: int = 10
-    attack_step_size: float = 1e-2
+    attack_steps: int = 30
+    attack_step_size: float = 3e-2
     one_step: bool = False
     attack_optimizer: str = "sign"
     adversary: str = "embedding"
@@ -64,10 +65,10 @@ class TrainLLMConfig:
     refusal: str | None = None
     retain: str | None = "builtin:gym-harmless-train"
     retain_per_step: int = 2
-    adv_suffix: str = ""
+    adv_suffix: str = GYM_SUFFIX
     toward_weight: float = 0.5
     away_weight: float = 0.5
-    utility_weight: float = 1.0
+    utility_weight: float = 2.0
     away_cutoff: float = -5.0
     adv_per_step: int = 4
     utility_per_step: int = 12

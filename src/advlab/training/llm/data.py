@@ -27,6 +27,7 @@ REFUSAL = "Sorry, I can't do that."
 DEFAULT_BEHAVIORS = "builtin:gym-harmful-train"
 DEFAULT_EVAL_BEHAVIORS = "builtin:gym-harmful-test"
 GYM_UTILITY = "builtin:gym"
+GYM_SUFFIX = " ".join(["x"] * 20)  # the attack slot of train llm's default: attack llm's default init string
 
 
 @dataclass(frozen=True)
