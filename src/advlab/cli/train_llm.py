@@ -66,7 +66,7 @@ def train_llm(
     away_weight: float = typer.Option(0.5, "--away-weight", help="Weight of the away term (cat; the paper: 0.5)."),
     away_cutoff: float = typer.Option(-5.0, "--away-cutoff", help="Away term cutoff c: past it (−CE below c) "
                                       "its gradient is ×0.001 (the paper: −5)."),
-    utility_weight: float = typer.Option(2.0, "--utility-weight", help="Weight of the utility SFT term (cat)."),
+    utility_weight: float = typer.Option(3.0, "--utility-weight", help="Weight of the utility SFT term (cat)."),
     pool_size: int = typer.Option(8, "--pool-size", help="r2d2: GCG test cases kept in the pool."),
     pool_refresh: int = typer.Option(50, "--pool-refresh", help="r2d2: every N steps a fifth of the pool restarts."),
     gcg_steps: int = typer.Option(5, "--gcg-steps", help="r2d2: GCG steps per training step and test case."),
@@ -99,7 +99,7 @@ def train_llm(
     (the per-step batch sizes must be multiples of N × --grad-accum).
 
     The defaults are the gym recipe measured in docs/continuous_at.md ("Measured on the full gym"):
-    full fine-tuning, 200 steps of 4 adversarial + 2 retain + 12 utility examples (utility weight 2,
+    full fine-tuning, 200 steps of 4 adversarial + 2 retain + 12 utility examples (utility weight 3,
     the gym's own mix), an attack slot of 20 "x" after each request perturbed at eps 1.0 with 30 signed
     steps of 3e-2.
 

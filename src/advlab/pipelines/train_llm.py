@@ -68,7 +68,7 @@ class TrainLLMConfig:
     adv_suffix: str = GYM_SUFFIX
     toward_weight: float = 0.5
     away_weight: float = 0.5
-    utility_weight: float = 2.0
+    utility_weight: float = 3.0
     away_cutoff: float = -5.0
     adv_per_step: int = 4
     utility_per_step: int = 12
