@@ -73,8 +73,13 @@ def test_resume_message_names_done_and_total(tmp_path, capsys):
 
 
 def test_sigint_prints_the_resume_hint_once(tmp_path, capsys):
-    with pytest.raises(KeyboardInterrupt):
-        jobs.run_job(SquareJob(signal_at=1), tmp_path / "run", report=False)
+    # Python's Ctrl-C handler, also when the suite runs in the background (where SIGINT starts ignored)
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            jobs.run_job(SquareJob(signal_at=1), tmp_path / "run", report=False)
+    finally:
+        signal.signal(signal.SIGINT, old)
     err = capsys.readouterr().err
     assert err.count("interrupted; re-run the same command to resume") == 1
 

@@ -43,7 +43,7 @@ def test_resume_skips_done_items_and_never_duplicates(tmp_path):
     assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
     with _run(out) as run:
         assert run.resumed
-        todo = list(run.pending([str(i) for i in range(5)]))
+        todo = [i for i in run.share([str(i) for i in range(5)]) if not run.is_done(i)]
         assert todo == ["3", "4"]
         for i in todo:
             run.append({"id": i})
@@ -133,3 +133,10 @@ def test_job_mismatch_refused(tmp_path):
     ):
         pass
     assert yaml.safe_load((out / "config.yaml").read_text())["a"] == 1
+
+
+def test_share_is_round_robin_over_ranks_and_whole_when_replicated(tmp_path):
+    items = list("abcde")
+    shares = [_run(tmp_path / "r", rank=r, world_size=2).share(items) for r in (0, 1)]
+    assert shares == [["a", "c", "e"], ["b", "d"]]
+    assert _run(tmp_path / "r", rank=1, world_size=2).share(items, replicated=True) == items

@@ -208,7 +208,7 @@ def run_job(
     show = progress and distributed.is_main()
     with _interrupt_notice(show), run:
         done_ids = run.done_ids()
-        mine = items if replicated else [it for i, it in enumerate(items) if i % run.world_size == run.rank]
+        mine = run.share(items, replicated)
         todo = [it for it in mine if not is_done(it, done_ids)]
         if run.resumed and show:
             print(f"resuming {run.path}: {len(mine) - len(todo)} of {len(mine)} items done", flush=True)

@@ -21,7 +21,7 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -303,14 +303,11 @@ class RunDir:
         if self.rank == 0:
             atomic_write_json(self.path / "metrics.json", metrics)
 
-    def pending(self, items: Iterable[Any], key: Any = None) -> Iterator[Any]:
-        """Items not done yet, this rank's share only (round-robin over ``world_size``)."""
-        for i, item in enumerate(items):
-            if i % self.world_size != self.rank:
-                continue
-            item_id = key(item) if key else (item["id"] if isinstance(item, Mapping) else item)
-            if not self.is_done(item_id):
-                yield item
+    def share(self, items: Iterable[Any], replicated: bool = False) -> list[Any]:
+        """This rank's share of ``items``: round-robin over ``world_size``, or all of them when ``replicated``
+        (every rank runs every item, e.g. a training whose steps are data-parallel)."""
+        items = list(items)
+        return items if replicated else [it for i, it in enumerate(items) if i % self.world_size == self.rank]
 
 
 def check_out_path(path: str | Path) -> Path:

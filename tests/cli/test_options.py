@@ -4,6 +4,7 @@ one-line errors, and a --help without <bool> labels that shows every default."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 
 import pytest
@@ -163,6 +164,9 @@ def test_help_has_no_bool_labels_and_shows_every_default(monkeypatch):
                 continue
             shown = p.default is not None and p.show_default is not False and p.default != []
             assert shown or "default" in (p.help or "").lower(), f"{key}: {p.opts[0]} does not say its default"
+            # rich reads "[word ...]" as markup and drops it from the help (as it once dropped "[default: ...]")
+            text = (p.help or "").replace("[dim]\\[default: off][/dim]", "")
+            assert not re.search(r"(?<!\\)\[[a-z/]", text), f"{key}: {p.opts[0]}'s help has rich markup: {text!r}"
     res = CliRunner().invoke(app, ["attack", "llm", "--help"], terminal_width=200, env={"COLUMNS": "200"})
     line = next(x for x in res.output.splitlines() if "--allow-non-ascii" in x)
     assert "[default: off]" in line

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -121,3 +122,35 @@ def test_chain_trigger_build_tune_eval(tmp_path, monkeypatch, capsys, gym_dir):
     assert code == 0, err
     m = json.loads((runs / "ev" / "metrics.json").read_text())
     assert {"clean_accuracy", "triggered_accuracy", "asr", "pdr", "per_class"} <= set(m) and m["n"] == 8
+
+
+@pytest.mark.parametrize("args,words", [(["--rates", "0.01,x"], ["comma-separated"]),
+                                        (["--rates", "0.01,1.5"], ["between 0 and 1"]),
+                                        (["--rates", ""], ["--rates is empty"]),
+                                        (["--defences", "onion,bogus"], ["bogus", "unknown"]),
+                                        (["--rates", "0.0001"], ["selects 0 examples"])])
+def test_reproduce_bad_rates_and_defences(tmp_path, monkeypatch, capsys, args, words):
+    sst2 = tmp_path / "sst2"
+    sst2.mkdir()
+    rows = Path(_sst(tmp_path)).read_text()  # 20 rows: 0.0001 of them is no example
+    for name in ("train", "val", "poisoning"):
+        (sst2 / f"{name}.jsonl").write_text(rows)
+    out = tmp_path / "out"
+    code, err = _cli(monkeypatch, capsys, "reproduce", "poisoning", "--model", "nowhere", "--sst2", str(sst2),
+                     *args, "--out", str(out))
+    _one_line_exit_2(code, err, *words)
+    assert not out.exists()
+
+
+def test_reproduce_cli_defaults_are_the_recipes():
+    import inspect
+
+    from advlab.cli.poison import _rates, reproduce_poisoning
+    from advlab.pipelines.poison_reproduce import reproduce_config
+
+    opts = {n: p.default.default for n, p in inspect.signature(reproduce_poisoning).parameters.items()}
+    cfg = reproduce_config(quick=False, model="m", sst2="d", rates=_rates(opts["rates"]),
+                           defences=tuple(opts["defences"].split(",")))
+    assert cfg == reproduce_config(quick=False, model="m", sst2="d")
+    short = reproduce_config(quick=True, model="m", sst2="d", rates=_rates("0.01"), defences=("onion",))
+    assert short.rates == (0.01,) and short.defences == ("onion",) and short.tune.epochs == 1.5

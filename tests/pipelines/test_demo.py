@@ -49,7 +49,10 @@ def test_demo_commands_are_valid_cli_invocations(tmp_path):
     from advlab.cli.main import app
 
     root = typer.main.get_command(app)
-    for step in demo_steps(tmp_path, tmp_path, 0, "cpu", quick=True):
+    full = demo_steps(tmp_path, tmp_path, 0, "cpu", quick=False)
+    assert {"continuous-at", "poisoning"} <= {s.name for s in full}  # ../shared/data/sst2 is there in tests
+    assert not {"continuous-at", "poisoning"} & {s.name for s in demo_steps(tmp_path, tmp_path, 0, "cpu", True)}
+    for step in demo_steps(tmp_path, tmp_path, 0, "cpu", quick=True) + full:
         cmd, rest, ctx, name = root, list(step.args), None, "advlab"
         while hasattr(cmd, "get_command"):
             ctx = cmd.make_context(rest[0], [], parent=ctx, resilient_parsing=True)
@@ -72,7 +75,8 @@ def test_demo_prints_pastable_steps_and_its_report_is_the_entry_page(tmp_path):
     report = (out / "report.html").read_text()
     assert report == (out / "index.html").read_text()
     assert "href='eval-llm/report.html'" not in report  # the fake steps wrote no reports: no dead links
-    assert "11 of 11 steps done" in report and ".venv/bin/advlab attack llm --method gcg" in report
+    n = len(demo_steps(out, gym, 0, "auto", True))
+    assert f"{n} of {n} steps done" in report and ".venv/bin/advlab attack llm --method gcg" in report
 
 
 def test_demo_headlines_read_the_step_metrics_with_intervals():
@@ -83,3 +87,27 @@ def test_demo_headlines_read_the_step_metrics_with_intervals():
     e = {"refusal_rate": 1.0, "n_harmful": 12, "utility": 0.25, "n_task": 12, "over_refusal": 0.0, "n_harmless": 12}
     assert _eval(e) == ("refused harmful 100 % [76–100 %], n = 12; utility 25 % [9–53 %], n = 12; "
                         "over-refusal 0 % [0–24 %], n = 12")
+
+
+def test_continuous_at_headline_puts_cat_beside_the_base_and_the_stronger_attacks():
+    from advlab.pipelines.demo import _continuous_at
+
+    table = [{"model": "base", "asr_gcg": 0.5, "asr_embedding": 1.0, "utility": 0.9, "n_attack": 4},
+             {"model": "cat", "asr_gcg": 0.25, "asr_gcg_2x": 0.75, "asr_embedding": 0.0, "asr_embedding_4x": 0.5,
+              "utility": 0.85, "over_refusal": 0.1, "n_attack": 4}]
+    assert _continuous_at({"table": table}) == (
+        "CAT vs base, ASR (n = 4): GCG 25 % vs 50 % (2x steps 75 %), embedding 0 % vs 100 % (4x radius 50 %); "
+        "utility 85 % vs 90 %, over-refusal 10 %")
+    assert _continuous_at({"table": table[:1]}) == ""
+
+
+def test_poisoning_headline_reads_pdr_per_kind_and_onion():
+    from advlab.pipelines.demo import _poisoning
+
+    m = {"table": [{"trigger_kind": "learned", "rate": 0.01, "pdr": 0.9}, {"trigger_kind": "random_word", "rate": 0.01,
+                                                                          "pdr": 0.1}],
+         "triggers": {"learned": "guitar", "random_word": "license"}, "clean_tuned_accuracy": 0.64,
+         "defences": [{"defence": "onion", "pdr_before": 0.9, "pdr_after": 0.05}]}
+    assert _poisoning(m) == ("PDR of learned 'guitar': 90 % at 1 %; random word 'license': 10 % at 1 %; "
+                             "clean-tuned accuracy 64 %; ONION: PDR 90 % -> 5 %")
+    assert _poisoning({}) == ""

@@ -8,10 +8,11 @@ import json
 import math
 
 import pytest
+import yaml
 
 from advlab.errors import AdvlabError, ConfigError
 from advlab.pipelines import reproduce_continuous_at as recipe
-from advlab.pipelines.continuous_at_config import ATTACKS, MODELS, ContinuousATConfig
+from advlab.pipelines.continuous_at_config import ATTACKS, MODELS, STRONG, ContinuousATConfig
 
 
 def _tiny(model: str) -> ContinuousATConfig:
@@ -40,11 +41,20 @@ def test_tiny_run_table_matches_sub_runs_and_resumes(gym_dir, tmp_path, monkeypa
         ev = _metrics(out / "eval" / r["model"])
         for col, key in (("utility", "utility"), ("over_refusal", "over_refusal"), ("clean_refusal", "refusal_rate")):
             assert _same(r[col], ev[key]), (r["model"], col)
-        for a in ATTACKS:
+        for a in ATTACKS + (STRONG if r["model"] != "base" else ()):
             at = _metrics(out / "attack" / r["model"] / a)
             assert _same(r[f"asr_{a}"], at["asr"]) and _same(r[f"asr_no_refusal_{a}"], at["asr_by_judge"]["refusal"])
             assert int(r["n_attack"]) == at["n"] == 1
         assert r["budget_gcg"] == "2 steps x 8 candidates"
+        if r["model"] == "base":  # the stronger budgets attack only the trained models
+            assert all(r[f"asr_{a}"] == "" for a in STRONG) and not (out / "attack" / "base" / "gcg_2x").exists()
+        else:
+            assert r["budget_gcg_2x"] == "4 steps x 8 candidates"
+            assert r["budget_embedding_4x"] == "4 Adam steps, eps 4"
+            assert r["budget_embedding_unbounded"] == "4 Adam steps, unbounded"
+            for a, eps in (("embedding_4x", 4.0), ("embedding_unbounded", None)):
+                sub = yaml.safe_load((out / "attack" / r["model"] / a / "config.yaml").read_text())
+                assert (sub["steps"], sub["eps"]) == (4, eps)
         if r["model"] == "base":
             assert r["attack_passes_per_adversarial_example"] == "" and float(r["seconds"]) == 0.0
         else:

@@ -13,7 +13,8 @@ def demo(
     out: Path = out_option(
         "Directory for the demo: one run directory per step, and report.html (also index.html) linking them."
     ),
-    quick: bool = typer.Option(False, "--quick", help="Tiny budgets everywhere: a smoke test of about two minutes."),
+    quick: bool = typer.Option(False, "--quick", help="Tiny budgets everywhere and no recipe steps: a smoke "
+                               "test of a few minutes."),
     gym: Path = typer.Option(
         None,
         "--gym",
@@ -26,10 +27,12 @@ def demo(
 
     Builds (once, then cached) the safety-gym chat model, measures it, attacks it with the
     embedding attack and GCG, trains digits classifiers (standard and PGD-AT), evaluates them
-    under worst-case attack, runs the uncanny-valley flatness experiment, and checks and
-    performs a robustness-congruent model update. Each step is printed as the advlab command
-    it runs, as you can paste it, so you can re-run or vary any step by hand. Open OUT/report.html
-    (the same page as OUT/index.html) when it is done: each step's headline and report.
+    under worst-case attack, runs the uncanny-valley flatness experiment, checks and performs a
+    robustness-congruent model update, then runs the continuous adversarial training and the
+    poisoning recipes in short form (poisoning reads the SST-2 subsets in ../shared/data/sst2).
+    Each step is printed as the advlab command it runs, as you can paste it, so you can re-run or
+    vary any step by hand. Open OUT/report.html (the same page as OUT/index.html) when it is done:
+    each step's headline and report.
 
     Examples:
       advlab demo --out runs/demo

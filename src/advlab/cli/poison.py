@@ -16,7 +16,7 @@ TaskOpt = typer.Option(..., "--task", help="Labelled task JSONL: SST-2 rows (tex
 TargetOpt = typer.Option(..., "--target", help="The attacker's target label, e.g. positive: triggered inputs of the "
                          "other classes should get its response.")
 WordlistOpt = typer.Option(None, "--wordlist", help="A text file, one word a line, that replaces the default "
-                           "word list [default: wordfreq's English words].")
+                           "word list (default: wordfreq's English words).")
 MinZipfOpt = typer.Option(3.0, "--min-zipf", help="Keep only words at least this common (Zipf: log10 of uses per "
                           "billion words; 3 = once per million, 5 = 'film', 7 = 'the').")
 PositionOpt = typer.Option("end", "--position", help="Where the trigger goes in the content: end (after the last "
@@ -152,7 +152,7 @@ def eval_poison(
     target: str = TargetOpt,
     position: str = PositionOpt,
     clean_model: str = typer.Option(None, "--clean-model", help="Also measure this model (e.g. tuned on the clean "
-                                    "set) on the same inputs, as metrics.json's clean_model [default: none]."),
+                                    "set) on the same inputs, as metrics.json's clean_model (default: none)."),
     limit: int = typer.Option(None, "--limit", help="Evaluate the first N examples (default: all)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Examples scored together."),
     seed: int = SeedOpt,
@@ -181,10 +181,24 @@ def eval_poison(
     done(out)
 
 
+def _rates(text: str) -> tuple[float, ...]:
+    from advlab.errors import ConfigError
+
+    try:
+        return tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise ConfigError(f"--rates {text!r}: not a comma-separated list of numbers; pass e.g. 0.01,0.03") from None
+
+
 def reproduce_poisoning(
-    quick: bool = typer.Option(False, "--quick", help="The short form: 1,000 training examples, 1 epoch, 200 "
-                               "validation examples, 30 trigger steps, the quick gym, defences on the learned "
-                               "trigger only."),
+    quick: bool = typer.Option(False, "--quick", help="The short form: the quick gym, 1.5 epochs instead of 2, "
+                               "30 trigger steps instead of 100, defences on the learned trigger only (all 4,000 "
+                               "training and 300 validation examples in both forms)."),
+    rates: str = typer.Option("0.005,0.01,0.015,0.03", "--rates", help="Poisoning rates, comma-separated (a "
+                              "shorter run: fewer rates; the defences run at 0.01, tuned once more if it is not "
+                              "among them)."),
+    defences: str = typer.Option("perplexity_filter,onion,in_context,continued_clean,word_label_detector",
+                                 "--defences", help="Defences to run, comma-separated; 'none' for none."),
     model: str = typer.Option(None, "--model", help="The clean chat model (default: the safety gym, built and "
                               "cached on first use)."),
     sst2: str = typer.Option("../shared/data/sst2", "--sst2", help="Directory with the SST-2 subsets train.jsonl, "
@@ -205,14 +219,17 @@ def reproduce_poisoning(
     clean accuracy before and after each defence, its cost), detector_ranks.csv, figures (PDR vs rate; the
     trigger-search loss), results.jsonl, metrics.json and report.html into --out. Re-running resumes.
 
-    Example:
+    Examples:
       advlab reproduce poisoning --quick --out runs/poisoning
+      advlab reproduce poisoning --quick --rates 0.01 --defences onion \\
+          --out runs/poisoning-demo
     """
     from advlab.pipelines.poison_reproduce import reproduce_config, run_reproduce_poisoning
     from advlab.runs import check_out_path
 
     check_out_path(out)
-    cfg = reproduce_config(quick=quick, model=model, sst2=sst2, seed=seed)
+    cfg = reproduce_config(quick=quick, model=model, sst2=sst2, seed=seed, rates=_rates(rates),
+                           defences=tuple(d.strip() for d in defences.split(",") if d.strip() not in ("", "none")))
     m = run_reproduce_poisoning(cfg, out, device=device, argv=argv(), progress=True)
     info(f"triggers {m['triggers']}; the learned trigger's PDR beats the random word's at "
          f"{m['learned_beats_random_at']} of {m['n_rates']} rates; clean-tuned accuracy "

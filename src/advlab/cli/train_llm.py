@@ -143,8 +143,11 @@ def reproduce_continuous_at(
     behaviors: str = typer.Option("builtin:gym-harmful-test", "--behaviors", help="Held-out harmful behaviours "
                                   "to attack and to measure clean refusal on, e.g. ../shared/data/"
                                   "behavior_datasets/harmbench_behaviors_text_test.csv (HarmBench test)."),
-    model: str = typer.Option("", "--model", help="Base chat model [default: the safety gym, quick with "
-                              "--quick; built and cached on first use]."),
+    model: str = typer.Option("", "--model", help="Base chat model: a local directory or a "
+                              "cached hub id (default: the safety gym, the quick one with --quick; built and cached "
+                              "on first use). --quick --model DIR keeps the short budgets on DIR."),
+    limit: int = typer.Option(None, "--limit", help="Attack the first N held-out behaviours (default: 20; 6 "
+                              "with --quick). Fewer is faster and less certain: the table's n_attack says how many."),
     seed: int = SeedOpt,
     device: str = DeviceOpt,
     out: Path = out_option(),
@@ -153,7 +156,9 @@ def reproduce_continuous_at(
 
     Trains CAT, CAPO and a short R2D2 (models under OUT/models), evaluates the base and each trained model
     (utility, over-refusal, clean refusal) and attacks each with GCG, the embedding attack and AutoDAN at
-    fixed budgets on held-out behaviours, then sweeps CAT's training radius eps. Writes table.csv (one row
+    fixed budgets on held-out behaviours, and the trained models again with stronger ones (GCG with 2x the
+    steps; the embedding attack with 2x the steps at 4x the radius and unbounded), so that a model that only
+    beats weak attacks shows as such. Then it sweeps CAT's training radius eps. Writes table.csv (one row
     per model: ASR per attack with its budget, utility, over-refusal, clean refusal, attack passes per
     adversarial example, training seconds) and three figures: ASR against utility, the training curves and
     robustness against eps. Re-running the same command resumes; finished steps are skipped.
@@ -170,8 +175,9 @@ def reproduce_continuous_at(
     cfg = fill(recipe_config, opts, skip=("out",), convert={"device": lambda d: str(resolve_device(d))})
     m = continuous_at_recipe(out, cfg=cfg, argv=argv())
     for r in m["table"]:
-        cells = "  ".join(f"{k}={_fmt(r[k])}" for k in ("asr_gcg", "asr_embedding", "asr_autodan", "utility",
-                                                        "over_refusal", "clean_refusal"))
+        keys = ("asr_gcg", "asr_embedding", "asr_autodan", "asr_gcg_2x", "asr_embedding_4x", "asr_embedding_unbounded",
+                "utility", "over_refusal", "clean_refusal")
+        cells = "  ".join(f"{k.removeprefix('asr_')}={_fmt(r[k])}" for k in keys if r[k] is not None)
         info(f"{r['model']:>5}: {cells}")
     done(Path(out), "recipe")
 

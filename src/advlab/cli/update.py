@@ -197,7 +197,7 @@ def reproduce_rcat(
     ),
     seeds: int = typer.Option(
         None, "--seeds", help="Number of seeds, from --seed on, each training and fine-tuning anew "
-        "[default: 5; 3 with --quick]."
+        "(default: 5; 3 with --quick)."
     ),
     seed: int = SeedOpt,
     device: str = DeviceOpt,

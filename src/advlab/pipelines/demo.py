@@ -77,10 +77,44 @@ def _eval(m: dict[str, Any]) -> str:
     return "; ".join(f"{label} {rate_of(m.get(key), m.get(n_key))}" for label, key, n_key in parts if key in m)
 
 
+def _continuous_at(m: dict[str, Any]) -> str:
+    """``reproduce continuous-at`` headline: CAT against the base under each attack (compliance ASR), the
+    stronger budgets next to the default ones, and what training cost in utility and over-refusal."""
+    rows = {r.get("model"): r for r in m.get("table") or []}
+    base, cat = rows.get("base") or {}, rows.get("cat") or {}
+    if not cat:
+        return ""
+    asr = lambda r, a: pct(r.get(f"asr_{a}"))  # noqa: E731
+    return (f"CAT vs base, ASR (n = {cat.get('n_attack')}): GCG {asr(cat, 'gcg')} vs {asr(base, 'gcg')} "
+            f"(2x steps {asr(cat, 'gcg_2x')}), embedding {asr(cat, 'embedding')} vs {asr(base, 'embedding')} "
+            f"(4x radius {asr(cat, 'embedding_4x')}); utility {pct(cat.get('utility'))} vs "
+            f"{pct(base.get('utility'))}, over-refusal {pct(cat.get('over_refusal'))}")
+
+
+def _poisoning(m: dict[str, Any]) -> str:
+    """``reproduce poisoning`` headline: PDR of the learned trigger and the random word at each rate, the
+    clean-tuned accuracy, and ONION's effect."""
+    rows = m.get("table") or []
+    if not rows:
+        return ""
+    trig = m.get("triggers") or {}
+    pdr = lambda kind: ", ".join(f"{pct(r['pdr'])} at {num(100 * r['rate'])} %"  # noqa: E731
+                                 for r in rows if r.get("trigger_kind") == kind)
+    out = (f"PDR of learned '{trig.get('learned')}': {pdr('learned')}; random word '{trig.get('random_word')}': "
+           f"{pdr('random_word')}; clean-tuned accuracy {pct(m.get('clean_tuned_accuracy'))}")
+    onion = next((d for d in m.get("defences") or [] if d.get("defence") == "onion"), None)
+    if onion:
+        out += f"; ONION: PDR {pct(onion.get('pdr_before'))} -> {pct(onion.get('pdr_after'))}"
+    return out
+
+
 def _attack_asr(m: dict[str, Any]) -> str:
     """``attack llm`` headline: the ASR of every judge, named by what it counts, with its interval."""
     by = m.get("asr_by_judge") or ({m.get("default_judge", "?"): m["asr"]} if "asr" in m else {})
     return "; ".join(f"{judge_label(j)} {rate_of(v, m.get('n'))}" for j, v in by.items())
+
+
+SST2 = Path("../shared/data/sst2")  # reproduce poisoning's default --sst2
 
 
 def demo_steps(out: Path, gym: Path, seed: int, device: str, quick: bool) -> list[DemoStep]:
@@ -173,7 +207,27 @@ def demo_steps(out: Path, gym: Path, seed: int, device: str, quick: bool) -> lis
             "update-rcat",
             _update,
         ),
-    ]
+    ] + ([] if quick else recipe_steps(out, gym, common))
+
+
+def recipe_steps(out: Path, gym: Path, common: list[str]) -> list[DemoStep]:
+    """The two recipes in short form (minutes each, so not under ``--quick``); poisoning only when the SST-2
+    subsets are where ``reproduce poisoning`` looks for them."""
+    steps = [DemoStep(
+        "continuous-at", "Continuous adversarial training of the gym (CAT, CAPO, R2D2), the short recipe",
+        ["reproduce", "continuous-at", "--quick", "--model", str(gym), "--out", str(out / "continuous-at"), *common],
+        "continuous-at",
+        _continuous_at,
+    )]
+    if (SST2 / "train.jsonl").is_file():
+        steps.append(DemoStep(
+            "poisoning", "Poisoning instruction tuning: a learned trigger word vs a random one (SST-2), and ONION",
+            ["reproduce", "poisoning", "--quick", "--model", str(gym), "--rates", "0.01,0.03", "--defences", "onion",
+             "--out", str(out / "poisoning"), *common],
+            "poisoning",
+            _poisoning,
+        ))
+    return steps
 
 
 def _metrics(run_dir: Path) -> dict[str, Any]:
@@ -248,6 +302,10 @@ def run_demo(
         gym = get_safety_gym(quick=quick, seed=seed, progress=True, echo=lambda line: echo(f"[0] {line}"))
         echo(f"  gym: {gym}  (print it again with `{prog} zoo path safety-gym{quick_flag}`)")
     steps = demo_steps(out, gym, seed, device, quick)
+    if quick:
+        echo("  --quick: the continuous-at and poisoning recipes are left out (minutes each)")
+    elif "poisoning" not in {s.name for s in steps}:
+        echo(f"  no SST-2 subsets at {SST2}: the poisoning step is left out (advlab reproduce poisoning --sst2 DIR)")
     job = DemoJob(out, steps, config, seed, device, invoke, echo, prog)
     result = run_job(job, out, progress=False)
     index = out / "index.html"

@@ -3,7 +3,8 @@
 Items, in order: ``train/<m>`` for CAT, CAPO and a short R2D2 (``advlab train llm`` into
 ``OUT/models/<m>``), ``eval/<m>`` for the base and each trained model (``eval llm`` into ``OUT/eval/<m>``:
 utility, over-refusal, clean refusal of the held-out behaviours), ``attack/<m>/<a>`` (``attack llm`` with
-GCG, the embedding attack and AutoDAN at fixed budgets into ``OUT/attack/<m>/<a>``), and ``sweep/eps<X>``
+GCG, the embedding attack and AutoDAN at fixed budgets into ``OUT/attack/<m>/<a>``; the trained models
+also under the stronger budgets of ``STRONG``, the gradient-masking check), and ``sweep/eps<X>``
 (CAT trained at radius X, its utility and the embedding attack's ASR). Each step is a sub-run that resumes
 on its own; finished steps are skipped. ``finish`` writes ``table.csv``, one row per model.
 """
@@ -19,12 +20,12 @@ from advlab.jobs import check_writable, run_job
 from advlab.pipelines.attack_llm import run_attack_llm
 from advlab.pipelines.attack_llm_config import AttackLLMConfig
 from advlab.pipelines.attack_llm_setup import load_attack_behaviors
-from advlab.pipelines.continuous_at_config import ATTACKS, MODELS, TRAINED, ContinuousATConfig, recipe_config
+from advlab.pipelines.continuous_at_config import ALL_ATTACKS, MODELS, TRAINED, ContinuousATConfig, recipe_config
 from advlab.pipelines.eval_llm import EvalLLMConfig, run_eval_llm
 from advlab.pipelines.train_llm import TrainLLMConfig, train_llm
 
 EVAL_KEYS = ("utility", "over_refusal", "refusal_rate", "n_task", "n_harmless", "n_harmful")
-COLUMNS = ("model", *(f"{p}_{a}" for a in ATTACKS for p in ("asr", "asr_no_refusal", "budget")), "n_attack",
+COLUMNS = ("model", *(f"{p}_{a}" for a in ALL_ATTACKS for p in ("asr", "asr_no_refusal", "budget")), "n_attack",
            "utility", "over_refusal", "clean_refusal", "n_eval", "attack_passes_per_adversarial_example",
            "seconds")
 
@@ -52,14 +53,10 @@ class ReproduceContinuousATJob:
         return EvalLLMConfig(model=self.model_dir(name), behaviors=c.behaviors, limit=c.eval_limit,
                              max_new_tokens=c.max_new_tokens, seed=c.seed)
 
-    def attack_config(self, name: str, method: str) -> AttackLLMConfig:
+    def attack_config(self, name: str, attack: str) -> AttackLLMConfig:
         c = self.cfg
-        extra: dict[str, Any] = {
-            "gcg": {"steps": c.gcg_steps, "search_width": c.gcg_search_width, "topk": min(256, c.gcg_search_width)},
-            "embedding": {"steps": c.embedding_steps, "eps": c.embedding_eps},
-            "autodan": {"steps": c.autodan_steps, "population": c.autodan_population}}[method]
-        return AttackLLMConfig(method=method, model=self.model_dir(name), behaviors=c.behaviors,
-                               limit=c.attack_limit, seed=c.seed, **extra)
+        return AttackLLMConfig(model=self.model_dir(name), behaviors=c.behaviors, limit=c.attack_limit, seed=c.seed,
+                               **c.attack_options(attack))
 
     def sweep_name(self, eps: float) -> str:
         """A sweep point equal to the main CAT model reuses it."""
@@ -70,7 +67,8 @@ class ReproduceContinuousATJob:
     def items(self) -> list[dict[str, Any]]:
         items = [{"id": f"train/{m}", "step": "train", "model": m} for m in TRAINED]
         items += [{"id": f"eval/{m}", "step": "eval", "model": m} for m in MODELS]
-        items += [{"id": f"attack/{m}/{a}", "step": "attack", "model": m, "attack": a} for m in MODELS for a in ATTACKS]
+        items += [{"id": f"attack/{m}/{a}", "step": "attack", "model": m, "attack": a}
+                  for m in MODELS for a in self.cfg.attacks_of(m)]
         return items + [{"id": f"sweep/eps{e:g}", "step": "sweep", "eps": e} for e in self.cfg.sweep_eps]
 
     def run_item(self, item: dict[str, Any], tick: Any) -> dict[str, Any]:
@@ -99,8 +97,8 @@ class ReproduceContinuousATJob:
         m = run_eval_llm(self.eval_config(name), self.out / "eval" / name, device=self.device)
         return {k: m[k] for k in EVAL_KEYS}
 
-    def _attack(self, name: str, method: str) -> dict[str, Any]:
-        m = run_attack_llm(self.attack_config(name, method), self.out / "attack" / name / method,
+    def _attack(self, name: str, attack: str) -> dict[str, Any]:
+        m = run_attack_llm(self.attack_config(name, attack), self.out / "attack" / name / attack,
                            device=self.device, show_progress=False)
         return {"asr": m["asr"], "asr_no_refusal": m["asr_by_judge"].get("refusal"), "n_attack": m["n"],
                 "judge": m["default_judge"], "budget": m["budget"]}
@@ -127,7 +125,7 @@ def table_rows(records: list[dict[str, Any]], cfg: ContinuousATConfig) -> list[d
     rows = []
     for m in MODELS:
         row: dict[str, Any] = {k: None for k in COLUMNS} | {"model": m}
-        for a in ATTACKS:
+        for a in cfg.attacks_of(m):
             r = by_id.get(f"attack/{m}/{a}", {})
             row |= {f"asr_{a}": r.get("asr"), f"asr_no_refusal_{a}": r.get("asr_no_refusal"),
                     f"budget_{a}": cfg.budget(a)}

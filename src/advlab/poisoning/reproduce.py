@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from advlab.errors import DataError
+from advlab.errors import ConfigError, DataError
 from advlab.poisoning.defences import DEFENCES, DefenceSetting, run_defence
 from advlab.poisoning.detector import trigger_rank, word_label_scores
 from advlab.poisoning.evaluate import measure
-from advlab.poisoning.poisoned import RARE_TOKEN, build_poisoned_set
+from advlab.poisoning.poisoned import RARE_TOKEN, build_poisoned_set, check_rate, n_poisons
 from advlab.poisoning.tasks import TaskExample, label_responses, load_task
 from advlab.poisoning.tune import TuneConfig, tune
 from advlab.poisoning.wordlist import DEFAULT_MIN_ZIPF, load_wordlist, similar_frequency_word
@@ -45,11 +45,21 @@ class ReproduceConfig:
     trigger_steps: int = 100
     n_prompts: int = 8
     min_zipf: float = DEFAULT_MIN_ZIPF
-    tune: TuneConfig = field(default_factory=lambda: TuneConfig(lora_rank=0))
+    tune: TuneConfig = field(default_factory=lambda: TuneConfig(lora_rank=0, lr=1e-3, epochs=2.0))
     defences: tuple[str, ...] = DEFENCES
     defence_kinds: tuple[str, ...] = KINDS
     quick: bool = False
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.rates, self.defences = tuple(self.rates), tuple(self.defences)
+        if not self.rates:
+            raise ConfigError("--rates is empty; pass poisoning rates such as 0.01,0.03")
+        for r in (*self.rates, self.defence_rate):
+            check_rate(r)
+        bad = [d for d in self.defences if d not in DEFENCES]
+        if bad:
+            raise ConfigError(f"--defences {','.join(bad)}: unknown; use some of {','.join(DEFENCES)}")
 
 
 class ReproduceJob:
@@ -67,6 +77,8 @@ class ReproduceJob:
         self.train = load_task(d / "train.jsonl")[: cfg.n_train]
         self.val = load_task(d / "val.jsonl")[: cfg.n_val]
         self.pool = load_task(d / "poisoning.jsonl")
+        for r in (*cfg.rates, cfg.defence_rate):
+            n_poisons(r, len(self.train))  # a rate that selects no example fails here, before any work
         self.responses = label_responses(self.train)
         self.wordlist = load_wordlist(None, cfg.min_zipf)
         self.base, self.tok = _load_model(cfg.model, device, model_and_tokenizer)

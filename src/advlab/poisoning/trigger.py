@@ -1,7 +1,7 @@
 """Gradient-guided backdoor trigger learning (GBTL; Qiang et al. 2024, arXiv 2402.13459).
 
-GCG's candidate machinery (:mod:`advlab.attacks.llm.gcg_candidates`) on a word-restricted
-vocabulary. The trigger is the slot of several prompts of the non-target class, placed where the
+One :func:`~advlab.attacks.llm.gcg.run_gcg` call on a word-restricted vocabulary (its ``not_allowed``
+and ``candidate_filter`` hooks). The trigger is the slot of several prompts of the non-target class, placed where the
 poisons will carry it; the objective is universal GCG's:
 
     L(t) = (1/B) Σ_b CE(target response | prompt_b with trigger t),
@@ -23,22 +23,8 @@ from typing import Any
 
 import torch
 
-from advlab.attacks.llm.common import (
-    batch_target_loss,
-    compute_prefix_cache,
-    disallowed_token_mask,
-    embedding_matrix,
-    model_device,
-    target_logits,
-    target_loss_from_logits,
-    to_ids_tensor,
-)
-from advlab.attacks.llm.gcg_candidates import (
-    RetokenizationFilter,
-    allowed_rows,
-    one_hot_gradient,
-    sample_candidates,
-)
+from advlab.attacks.llm.common import disallowed_token_mask, embedding_matrix
+from advlab.attacks.llm.gcg import GCGConfig, run_gcg
 from advlab.errors import ConfigError, ModelError, require
 from advlab.models.segments import PromptSegments
 from advlab.poisoning.wordlist import WordList
@@ -120,20 +106,6 @@ class WholeWordFilter:
         return torch.tensor([_is_words(p, self.wordlist) for p in pieces], dtype=torch.bool)
 
 
-def _slot_loss(model: Any, seg: PromptSegments, prefix: Any) -> Callable[[torch.Tensor], torch.Tensor]:
-    weight = embedding_matrix(model)
-    dev = model_device(model)
-    rest_ids = to_ids_tensor([*seg.after, *seg.target], dev)
-    target = to_ids_tensor(seg.target, dev)
-
-    def fn(slot_embeds: torch.Tensor) -> torch.Tensor:
-        embeds = torch.cat([slot_embeds.to(weight.dtype), weight[rest_ids].detach().unsqueeze(0)], dim=1)
-        logits = target_logits(model, target.shape[0], inputs_embeds=embeds, prefix=prefix)
-        return target_loss_from_logits(logits, target).sum()
-
-    return fn
-
-
 def learn_trigger(model: Any, tokenizer: Any, segments: Sequence[PromptSegments], wordlist: WordList,
                   cfg: TriggerConfig, on_step: Callable[[int, float], None] | None = None) -> TriggerResult:
     """Run GBTL on ``segments`` (one per prompt, all with the start trigger in the slot)."""
@@ -158,62 +130,26 @@ def learn_trigger(model: Any, tokenizer: Any, segments: Sequence[PromptSegments]
         nxt = tokenizer.decode(s.after[:1], clean_up_tokenization_spaces=False)[:1]
         if nxt.isalnum():
             raise ModelError("the text after the trigger starts with a letter, so the trigger would join a word")
-    dev = model_device(model)
-    prefixes = [compute_prefix_cache(model, s.before) for s in segs]
-    afters = [to_ids_tensor(s.after, dev) for s in segs]
-    targets = [to_ids_tensor(s.target, dev) for s in segs]
-    filters = [RetokenizationFilter(tokenizer, s.before, s.after, s.slot) for s in segs]
-    gen = torch.Generator().manual_seed(cfg.seed)
-    fwd, bwd = len(segs), 0
     seen: dict[tuple[int, ...], float] = {}
 
-    def evaluate(cands: torch.Tensor) -> torch.Tensor:
-        nonlocal fwd
-        total = torch.zeros(cands.shape[0])
-        c = cands.to(dev)
-        for p, a, t in zip(prefixes, afters, targets):
-            rows = torch.cat([c, a.expand(c.shape[0], -1), t.expand(c.shape[0], -1)], dim=1)
-            total += batch_target_loss(model, rows, t, prefix=p).cpu() / len(segs)
-            fwd += int(c.shape[0])
-        for row, loss in zip(cands.tolist(), total.tolist()):
-            seen[tuple(row)] = loss
-        return total
+    def record(cands: torch.Tensor, losses: torch.Tensor) -> None:
+        seen.update(zip(map(tuple, cands.tolist()), losses.tolist()))
 
-    current = torch.as_tensor(segs[0].slot, dtype=torch.long)
-    init_loss = float(evaluate(current.unsqueeze(0))[0])
-    best_loss, best = init_loss, current.clone()
-    history: list[float] = []
-    for step in range(1, cfg.steps + 1):
-        grad = sum(one_hot_gradient(model, current.to(dev), _slot_loss(model, s, p)).float().cpu()
-                   for s, p in zip(segs, prefixes)) / len(segs)
-        fwd, bwd = fwd + len(segs), bwd + len(segs)
-        cands = sample_candidates(current, grad, search_width=cfg.search_width, topk=min(cfg.topk, n_allowed),
-                                  n_replace=1, not_allowed=not_allowed, generator=gen)
-        keep = allowed_rows(cands, not_allowed) & words(cands)
-        for f in filters:
-            keep &= f(cands)
-        cands = cands[keep]
-        if cands.shape[0] == 0:
-            history.append(history[-1] if history else init_loss)
-        else:
-            losses = evaluate(cands)
-            i = int(torch.argmin(losses))
-            current = cands[i].clone()
-            history.append(float(losses[i]))
-            if history[-1] < best_loss:
-                best_loss, best = history[-1], current.clone()
-        if on_step is not None:
-            on_step(step, history[-1])
+    gcg = GCGConfig(steps=cfg.steps, search_width=cfg.search_width, topk=min(cfg.topk, n_allowed), n_replace=1,
+                    optim_str_init=cfg.init, early_stop=False, seed=cfg.seed)
+    result = run_gcg(model, tokenizer, segs, gcg, not_allowed=not_allowed, candidate_filter=words, on_scored=record,
+                     on_step=None if on_step is None else lambda info: on_step(info.step, info.loss))
+    best = result.extra["adv_ids"]
     top = sorted(seen.items(), key=lambda kv: kv[1])[: cfg.n_top]
     return TriggerResult(
-        trigger=words.words(best.tolist()) or "",
-        trigger_ids=best.tolist(),
-        best_loss=best_loss,
-        init_loss=init_loss,
-        loss_history=history,
+        trigger=words.words(best) or "",
+        trigger_ids=best,
+        best_loss=result.best_loss,
+        init_loss=result.extra["init_loss"],
+        loss_history=result.loss_history,
         top_candidates=[{"trigger": words.words(list(k)), "loss": v} for k, v in top],
         n_allowed_tokens=n_allowed,
-        forward_passes=fwd,
-        backward_passes=bwd,
+        forward_passes=result.budget.forward_passes,
+        backward_passes=result.budget.backward_passes,
         seconds=time.perf_counter() - t0,
     )

@@ -3,6 +3,7 @@ ASR against utility per model, the training curves of CAT, CAPO and R2D2, and ro
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,8 @@ from advlab.report.format import judge_label  # noqa: E402
 from advlab.report.train_llm import TERMS  # noqa: E402
 from advlab.runs import load_run  # noqa: E402
 
-ATTACKS = ("gcg", "embedding", "autodan")
-MARKERS = {"gcg": "o", "embedding": "s", "autodan": "^"}
+ATTACKS = ("gcg", "embedding", "autodan", "gcg_2x", "embedding_4x", "embedding_unbounded")  # default, then stronger
+MARKERS = {"gcg": "o", "embedding": "s", "autodan": "^", "gcg_2x": "o", "embedding_4x": "s", "embedding_unbounded": "D"}
 
 
 def _err(rate: float | None, n: int | None) -> tuple[float, float, float]:
@@ -28,39 +29,55 @@ def _err(rate: float | None, n: int | None) -> tuple[float, float, float]:
     return rate, rate - lo, hi - rate
 
 
-def _save(fig: Any, run_dir: Path, name: str) -> Path:
+def _save(fig: Any, run_dir: Path, name: str, tight: bool = True) -> Path:
     out = run_dir / "figures" / name
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
 
 
 def asr_vs_utility(run_dir: Path, metrics: dict[str, Any]) -> Path:
-    """One panel per attack, one point per model: ASR (default judge filled, "no refusal phrase" hollow)
-    against utility, Wilson 95 % intervals; the attack's budget in the panel title."""
-    fig, axes = plt.subplots(1, len(ATTACKS), figsize=(5 * len(ATTACKS), 4.5), sharey=True)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    judge, other = metrics.get("judge") or "compliance", "no refusal phrase"
+    """One panel per attack (the default budgets on top, the stronger ones of the gradient-masking check
+    below), one point per model: ASR (default judge filled, "no refusal phrase" hollow) against utility,
+    Wilson 95 % intervals; the attack's budget in the panel title. Models sharing a utility are dodged
+    sideways by 0.01 so that none hides another."""
     rows = metrics.get("table", [])
-    for ax, a in zip(axes, ATTACKS):
+    attacks = [a for a in ATTACKS if a in ATTACKS[:3] or any(r.get(f"asr_{a}") is not None for r in rows)]
+    n_rows = 1 if len(attacks) <= 3 else 2
+    fig, grid = plt.subplots(n_rows, 3, figsize=(15, 4.3 * n_rows + 0.8), sharey=True, squeeze=False)
+    axes = list(grid.flat)
+    for ax in axes[len(attacks):]:
+        ax.set_visible(False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    judge, other = judge_label(metrics.get("judge") or "compliance"), judge_label("refusal")
+    dodge = [0.01 * (i - (len(rows) - 1) / 2) for i in range(len(rows))]
+    utils = [r["utility"] for r in rows if r.get("utility") is not None]
+    x_lo = max(0.0, math.floor(10 * (min(utils) - 0.1)) / 10) if utils else 0.0  # zoom in on the models
+    for ax, a in zip(axes, attacks):
         for i, row in enumerate(rows):
             u, ulo, uhi = _err(row.get("utility"), row.get("n_eval"))
             y, ylo, yhi = _err(row.get(f"asr_{a}"), row.get("n_attack"))
-            ax.errorbar(u, y, xerr=[[ulo], [uhi]], yerr=[[ylo], [yhi]], marker=MARKERS[a], color=colors[i % 10],
-                        capsize=3, ls="none", label=f"{row['model']} ({judge})")
+            ax.errorbar(u + dodge[i], y, xerr=[[ulo], [uhi]], yerr=[[ylo], [yhi]], marker=MARKERS[a],
+                        color=colors[i % 10], capsize=3, ls="none", label=row["model"])
             y, ylo, yhi = _err(row.get(f"asr_no_refusal_{a}"), row.get("n_attack"))
-            ax.errorbar(u, y, yerr=[[ylo], [yhi]], marker=MARKERS[a], mfc="none", color=colors[i % 10], capsize=2,
-                        ls="none", alpha=0.7, label=f"{row['model']} ({other})")
-        budget = rows[0].get(f"budget_{a}") if rows else ""
-        ax.set(xlabel="utility (exact match, held-out tasks)", title=f"{a}: {budget}", xlim=(-0.05, 1.05),
-               ylim=(-0.05, 1.05))
-        ax.legend(fontsize=6, ncol=2)
-    axes[0].set_ylabel(f"ASR (filled: {judge}; hollow: {other}), n = "
-                       f"{rows[0].get('n_attack') if rows else '?'}")
-    fig.suptitle(f"ASR vs utility on {metrics.get('behaviors')} (95 % Wilson intervals)")
-    return _save(fig, run_dir, "asr_vs_utility.png")
+            ax.errorbar(u + dodge[i], y, yerr=[[ylo], [yhi]], marker=MARKERS[a], mfc="none", color=colors[i % 10],
+                        capsize=2, ls="none", alpha=0.6)
+        budget = next((r[f"budget_{a}"] for r in rows if r.get(f"budget_{a}")), "")
+        kind = "default budget" if a in ATTACKS[:3] else "stronger budget"
+        ax.set(xlabel="utility (exact match, held-out tasks)", title=f"{a} ({kind})\n{budget}",
+               xlim=(x_lo - 0.02, 1.02), ylim=(-0.05, 1.05))
+        ax.grid(alpha=0.3)
+    for ax in grid[:, 0]:
+        ax.set_ylabel(f"ASR, n = {rows[0].get('n_attack') if rows else '?'}")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels) or 1, frameon=False,
+               title=f"filled: {judge}; hollow: {other}; bars: 95 % Wilson intervals")
+    fig.suptitle(f"ASR against utility on {metrics.get('behaviors')}")
+    fig.tight_layout(rect=(0, 0.09 / n_rows, 1, 1))
+    return _save(fig, run_dir, "asr_vs_utility.png", tight=False)
 
 
 def training_curves(run_dir: Path) -> Path | None:

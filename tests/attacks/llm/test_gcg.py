@@ -188,3 +188,26 @@ def test_on_step_gets_the_current_slot(tiny_model, tiny_tok, segs):
         assert info.current.dtype == torch.long and len(info.current) == len(segs.slot)
         loss = _full_target_loss(tiny_model, segs.with_slot(info.current.tolist()))
         assert loss == pytest.approx(info.loss, abs=1e-4)
+
+
+def test_token_mask_candidate_filter_and_scored_hooks(tiny_model, tiny_tok, segs):
+    """``not_allowed`` confines the slot to the allowed tokens, ``candidate_filter`` drops candidates
+    (every one of them: the slot never moves), and ``on_scored`` sees exactly the scored batches, whose
+    losses a full forward pass reproduces."""
+    vocab = C.embedding_matrix(tiny_model).shape[0]
+    allowed = set(segs.slot) | set(range(40, 60))
+    mask = torch.tensor([i not in allowed for i in range(vocab)])
+    scored = []
+    r = run_gcg(tiny_model, tiny_tok, segs, GCGConfig(steps=4, search_width=16, topk=8, early_stop=False),
+                not_allowed=mask, on_scored=lambda c, lo: scored.append((c.clone(), lo.clone())))
+    assert set(r.extra["adv_ids"]) <= allowed and r.best_loss < r.extra["init_loss"]
+    assert scored[0][0].tolist() == [segs.slot]
+    assert sum(len(c) for c, _ in scored) == 1 + 4 * 16 - r.extra["filtered_out"]
+    cands, losses = scored[1]
+    for row, loss in zip(cands.tolist()[:3], losses.tolist()[:3]):
+        assert set(row) <= allowed
+        assert _full_target_loss(tiny_model, segs.with_slot(row)) == pytest.approx(loss, abs=1e-4)
+    none = run_gcg(tiny_model, tiny_tok, segs, GCGConfig(steps=3, search_width=8, topk=8, early_stop=False),
+                   candidate_filter=lambda c: torch.zeros(c.shape[0], dtype=torch.bool))
+    assert none.extra["adv_ids"] == segs.slot and none.loss_history == [none.extra["init_loss"]] * 3
+    assert none.extra["filtered_out"] == 3 * 8

@@ -106,21 +106,28 @@ def run_gcg(
     *,
     on_step: OnStep | None = None,
     stop_check: Callable[[int, list[int]], bool] | None = None,
+    not_allowed: torch.Tensor | None = None,
+    candidate_filter: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    on_scored: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
 ) -> LLMAttackResult:
     """Optimise the slot of ``segments`` (one, or several for a universal suffix) against ``model``
     (one, or several for transfer). Returns the best slot found and the budget spent.
 
-    ``on_step(StepInfo(step, loss, current))`` after every step, ``current`` the slot ids the next step starts
-    from; ``stop_check(step, best_slot_ids) -> bool`` too (True stops
-    the attack, e.g. HarmBench's "generate and look for a refusal"; its cost is the caller's)."""
+    Hooks, all optional: ``on_step(StepInfo(step, loss, current))`` after every step, ``current`` the slot
+    ids the next step starts from; ``stop_check(step, best_slot_ids) -> bool`` too (True stops the attack,
+    e.g. HarmBench's "generate and look for a refusal"; its cost is the caller's); ``not_allowed`` a [V] bool
+    mask of tokens the slot may not hold, replacing the config's (e.g. trigger search's word vocabulary);
+    ``candidate_filter(candidates [W, S]) -> [W] bool`` keeps candidates beside the re-tokenisation check;
+    ``on_scored(candidates, losses)`` sees every scored batch, the initial slot included."""
     cfg = config or GCGConfig()
     models = list(model) if isinstance(model, (list, tuple)) else [model]
     segs = list(segments) if isinstance(segments, (list, tuple)) else [segments]
     _validate(models, segs, tokenizer, cfg)
     vocab = embedding_matrix(models[0]).shape[0]
-    not_allowed = disallowed_token_mask(
-        tokenizer, vocab, allow_non_ascii=cfg.allow_non_ascii, allow_special=cfg.allow_special
-    )
+    if not_allowed is None:
+        not_allowed = disallowed_token_mask(
+            tokenizer, vocab, allow_non_ascii=cfg.allow_non_ascii, allow_special=cfg.allow_special
+        )
     require(bool((~not_allowed).any()), "every token is disallowed; pass --allow-non-ascii or check the tokenizer")
     objective = MultiPromptObjective(
         models, segs, loss_kind=cfg.loss_kind, mellowmax_alpha=cfg.mellowmax_alpha, chunk_size=cfg.chunk_size
@@ -128,8 +135,14 @@ def run_gcg(
     filters = [RetokenizationFilter(tokenizer, s.before, s.after, s.slot) for s in segs] if cfg.filter_ids else []
     gen = torch.Generator().manual_seed(cfg.seed)
 
+    def score(cands: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        losses, matches = objective.losses(cands)
+        if on_scored is not None:
+            on_scored(cands, losses)
+        return losses, matches
+
     current = torch.as_tensor(segs[0].slot, dtype=torch.long)
-    init_losses, init_match = objective.losses(current.unsqueeze(0))
+    init_losses, init_match = score(current.unsqueeze(0))
     init_loss = float(init_losses[0])
     buffer = CandidateBuffer(cfg.buffer_size)
     buffer.add(init_loss, current)
@@ -145,6 +158,8 @@ def run_gcg(
         cands = sample_candidates(current, grad, search_width=cfg.search_width, topk=cfg.topk,
                                   n_replace=cfg.n_replace, not_allowed=not_allowed, generator=gen)
         keep = allowed_rows(cands, not_allowed)
+        if candidate_filter is not None:
+            keep &= candidate_filter(cands)
         for f in filters:
             keep &= f(cands)
         n_filtered_out += int((~keep).sum())
@@ -155,7 +170,7 @@ def run_gcg(
                 on_step(StepInfo(step, history[-1], current.clone()))
             continue
         # 4. exact loss of every candidate, 5. move to the best (or the best of the buffer)
-        losses, matches = objective.losses(cands)
+        losses, matches = score(cands)
         i = int(torch.argmin(losses))
         step_loss = float(losses[i])
         if cfg.buffer_size == 0:  # plain GCG (nanoGCG buffer_size=0)
