@@ -1,8 +1,11 @@
 """Cost of continuous adversarial training vs R2D2 on the safety gym, measured in one run.
 
 Trains CAT, CAPO and R2D2 for a few steps each through the real pipeline (``advlab train llm``) with
-their default attacks (CAT/CAPO: 10 signed embedding steps; R2D2: a pool of 8 GCG test cases, 5 GCG steps
-× search width 512 per training step) and reads each run's ``training_metrics.json``:
+their default attacks (CAT/CAPO: 30 signed embedding steps since the full-gym sweep of
+docs/continuous_at.md, i.e. 32 F / 30 B per adversarial example, about 41× fewer than R2D2's and so below
+the 100× target; results/cat.json was measured with the earlier 10 steps: 12 F / 10 B, 115×. R2D2: a pool
+of 8 GCG test cases, 5 GCG steps × search width 512 per training step) and reads each run's
+``training_metrics.json``:
 
 - attack forward / backward passes per adversarial example (every sequence through the model counts one;
   the paper: R2D2 2,565 F / 5 B vs C-AdvUL 10 F / 10 B);

@@ -101,7 +101,8 @@ def test_kill_9_then_rerun_equals_uninterrupted(gym_dir, small_data, tmp_path):
     b, u = small_data
     out = tmp_path / "killed"
     args = [sys.executable, "-m", "advlab.cli.main", "train", "llm", "--model", str(gym_dir), "--max-steps", "8",
-            "--save-every", "2", "--attack-steps", "2", "--adv-per-step", "2", "--utility-per-step", "2",
+            "--save-every", "2", "--attack-steps", "2", "--attack-step-size", "1e-2", "--adv-per-step", "2",
+            "--utility-per-step", "2",
             "--behaviors", b, "--utility", u, "--eval-behaviors", "none", "--max-len", "48", "--device", "cpu",
             "--lora-rank", "4", "--lora-dropout", "0.3", "--retain", "none", "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "src"), "OMP_NUM_THREADS": "1"}

@@ -27,11 +27,14 @@ def train_llm(
     eps: str = eps_option(1.0, "Attack radius per token, relative to the mean embedding norm (latent: to the "
                           "mean hidden-state norm at the layer). The paper uses 0.05-0.1 on 7B models; the gym "
                           "needs more (docs/continuous_at.md); 0 disables the attack."),
-    attack_steps: int = typer.Option(10, "--attack-steps", help="Signed-gradient steps of the training attack."),
-    attack_step_size: float = typer.Option(1e-2, "--attack-step-size", help="Absolute step per coordinate "
+    attack_steps: int = typer.Option(30, "--attack-steps", help="Signed-gradient steps of the training attack."),
+    attack_step_size: float = typer.Option(3e-2, "--attack-step-size", help="Absolute step per coordinate "
                                            "(the paper: 1e-4 on 7B models)."),
     one_step: bool = typer.Option(False, "--one-step", help="The paper's one-step variant: one step of the full "
                                   "radius instead of --attack-steps small ones."),
+    attack_optimizer: str = typer.Option("sign", "--attack-optimizer", help="Update rule of the training attack: "
+                                         "sign (CAT's signed steps of --attack-step-size) or adam (learning rate "
+                                         "--attack-step-size, attack llm's embedding attack); embedding only."),
     adversary: str = typer.Option("embedding", "--adversary", help="Where δ lives: embedding (CAT's input "
                                   "embeddings) or latent (the residual stream after --layers, as in latent "
                                   "adversarial training)."),
@@ -63,7 +66,7 @@ def train_llm(
     away_weight: float = typer.Option(0.5, "--away-weight", help="Weight of the away term (cat; the paper: 0.5)."),
     away_cutoff: float = typer.Option(-5.0, "--away-cutoff", help="Away term cutoff c: past it (−CE below c) "
                                       "its gradient is ×0.001 (the paper: −5)."),
-    utility_weight: float = typer.Option(1.0, "--utility-weight", help="Weight of the utility SFT term (cat)."),
+    utility_weight: float = typer.Option(3.0, "--utility-weight", help="Weight of the utility SFT term (cat)."),
     pool_size: int = typer.Option(8, "--pool-size", help="r2d2: GCG test cases kept in the pool."),
     pool_refresh: int = typer.Option(50, "--pool-refresh", help="r2d2: every N steps a fifth of the pool restarts."),
     gcg_steps: int = typer.Option(5, "--gcg-steps", help="r2d2: GCG steps per training step and test case."),
@@ -72,6 +75,10 @@ def train_llm(
                                "answers, attacked toward a refusal and trained to keep their answer (measured on "
                                "the gym: without it CAT makes it refuse harmless requests). 'none' = off."),
     retain_per_step: int = typer.Option(2, "--retain-per-step", help="Retain examples per step."),
+    adv_suffix: str = typer.Option(" ".join(["x"] * 20), "--adv-suffix", help="Attack slot: text after every "
+                                   "adversarial and retain request (and a space); the training attack perturbs "
+                                   "only it, as attack llm's suffix attacks (embedding, GCG) do. 'none' = "
+                                   "the paper's CAT: the whole request is perturbed."),
     save_every: int = typer.Option(50, "--save-every", help="Checkpoint every N steps (resume point)."),
     max_len: int = typer.Option(128, "--max-len", help="Maximum tokens per training row."),
     seed: int = SeedOpt,
@@ -91,8 +98,10 @@ def train_llm(
     Data parallel: accelerate launch --multi_gpu --num_processes N -m advlab.cli.main train llm ...
     (the per-step batch sizes must be multiples of N × --grad-accum).
 
-    The defaults are the gym recipe measured in docs/continuous_at.md (full fine-tuning, 200 steps of
-    4 adversarial + 2 retain + 12 utility examples, eps 1.0 with 10 signed steps of 1e-2).
+    The defaults are the gym recipe measured in docs/continuous_at.md ("Measured on the full gym"):
+    full fine-tuning, 200 steps of 4 adversarial + 2 retain + 12 utility examples (utility weight 3,
+    the gym's own mix), an attack slot of 20 "x" after each request perturbed at eps 1.0 with 30 signed
+    steps of 3e-2.
 
     Example (a few minutes on 2 CPU cores):
       advlab train llm --method cat --model "$(advlab zoo path safety-gym)" \\
@@ -110,7 +119,8 @@ def train_llm(
 
     cfg = fill(TrainLLMConfig, opts, skip=("out",), convert={
         "eps": radius(), "layers": _layers, "lora_target_modules": lambda t: tuple(_csv(t)),
-        "eval_behaviors": off, "retain": off, "device": lambda d: str(resolve_device(d))})
+        "eval_behaviors": off, "retain": off, "adv_suffix": lambda t: off(t) or "",
+        "device": lambda d: str(resolve_device(d))})
     res = run(cfg, out, argv=argv())
     m = res.metrics
     info(f"{method}: {m.get('steps')} steps, {m.get('adversarial_examples')} adversarial examples, "

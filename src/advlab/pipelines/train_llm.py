@@ -23,16 +23,18 @@ from advlab.training.llm.adversary import AdversaryConfig, check_layers
 from advlab.training.llm.data import (
     DEFAULT_BEHAVIORS,
     DEFAULT_EVAL_BEHAVIORS,
+    GYM_SUFFIX,
     GYM_UTILITY,
     adversarial_examples,
     check_disjoint,
     retain_examples,
     utility_pairs,
+    with_suffix,
 )
 from advlab.training.llm.engine import EngineConfig, linear_module_names
 from advlab.training.llm.methods import METHODS, LossWeights
 from advlab.training.llm.r2d2 import R2D2Config
-from advlab.training.llm.sampling import check_sizes, step_batches
+from advlab.training.llm.sampling import check_sizes, cumulative_weights, step_batches
 
 
 @dataclass
@@ -43,9 +45,10 @@ class TrainLLMConfig:
     model: str = ""
     max_steps: int = 200
     eps: float = 1.0
-    attack_steps: int = 10
-    attack_step_size: float = 1e-2
+    attack_steps: int = 30
+    attack_step_size: float = 3e-2
     one_step: bool = False
+    attack_optimizer: str = "sign"
     adversary: str = "embedding"
     layers: tuple[int, ...] = ()
     lora_rank: int = 0
@@ -62,9 +65,10 @@ class TrainLLMConfig:
     refusal: str | None = None
     retain: str | None = "builtin:gym-harmless-train"
     retain_per_step: int = 2
+    adv_suffix: str = GYM_SUFFIX
     toward_weight: float = 0.5
     away_weight: float = 0.5
-    utility_weight: float = 1.0
+    utility_weight: float = 3.0
     away_cutoff: float = -5.0
     adv_per_step: int = 4
     utility_per_step: int = 12
@@ -95,7 +99,7 @@ class TrainLLMConfig:
         return LossWeights(self.toward_weight, self.away_weight, self.utility_weight, away_cutoff=self.away_cutoff)
     def adversary_config(self) -> AdversaryConfig:
         return AdversaryConfig(self.adversary, self.eps, self.attack_steps, self.attack_step_size, self.one_step,
-                               self.layers)
+                               self.layers, self.attack_optimizer)
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(self.max_steps, self.lr, self.weight_decay, self.warmup_steps, self.grad_clip,
@@ -173,7 +177,9 @@ class TrainLLMJob:
         util = utility_pairs(cfg.utility) if cfg.utility_rows else []
         prompts = [a.prompt for a in adv + retain] + [u.prompt for u in util]
         self.data_check = check_disjoint(prompts, cfg.eval_behaviors)
+        adv, retain = with_suffix(adv, cfg.adv_suffix), with_suffix(retain, cfg.adv_suffix)
         self.data = EncodedData(ChatEncoder(self.tokenizer, max_len=cfg.max_len), adv + retain, util)
+        self.util_cum = cumulative_weights([u.weight for u in util])
         self.data.check()
 
     def _setup(self) -> None:
@@ -218,7 +224,7 @@ class TrainLLMJob:
             t = time.perf_counter()
             mbs = step_batches(s, cfg.seed, self.n_adv, len(self.data.util), cfg.adv_per_step, cfg.utility_rows,
                                distributed.rank(), distributed.world_size(), cfg.grad_accum,
-                               len(self.data.adv) - self.n_adv, cfg.retain_rows)
+                               len(self.data.adv) - self.n_adv, cfg.retain_rows, self.util_cum)
             logs = self.engine.train_step(mbs)
             records.append({"id": f"step-{s + 1}", **logs, "seconds": time.perf_counter() - t})
             tick(1)

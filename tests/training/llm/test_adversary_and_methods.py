@@ -52,6 +52,28 @@ def test_attack_gives_weights_no_gradient_and_stays_in_ball(setup, kind):
     assert d.final_loss < 1e9 and d.forward_passes == 2 * 5 + (2 if kind == "embedding" else 0)
 
 
+def test_adam_adversary_is_attack_llms_update_rule(setup):
+    """--attack-optimizer adam: the δ of the embedding attack's own Adam loop (the update rule of
+    attack llm --method embedding) on the same rows; signed steps give another δ."""
+    from advlab.attacks.llm.embedding import EmbeddingAttackConfig, embedding_attack_delta
+    from advlab.training.llm.adversary import perturb_mask
+
+    model, tok, data = setup
+    batch = pad_rows([data.attack_rows[0], data.attack_rows[1]], data.pad_id)
+    d = attack(model, batch, AdversaryConfig(eps=0.5, steps=4, step_size=0.05, optimizer="adam"), data.bos_id)
+    with torch.no_grad():
+        emb = model.get_input_embeddings()(batch["input_ids"])
+    ref = embedding_attack_delta(model, emb, batch["attention_mask"], perturb_mask(batch, data.bos_id),
+                                 batch["labels"], EmbeddingAttackConfig(steps=4, eps=0.5, step_size=0.05,
+                                                                        optimizer="adam", mode="instruction",
+                                                                        early_stop=False))
+    assert torch.allclose(d.values["embed"], ref.delta, atol=1e-6)
+    sign = attack(model, batch, AdversaryConfig(eps=0.5, steps=4, step_size=0.05), data.bos_id)
+    assert not torch.allclose(sign.values["embed"], ref.delta, atol=1e-4)
+    with pytest.raises(ConfigError, match="attack-optimizer"):
+        AdversaryConfig(kind="latent", layers=(1,), optimizer="adam")
+
+
 def test_perturb_mask_skips_a_leading_bos():
     from advlab.training.llm.adversary import perturb_mask
 

@@ -72,3 +72,63 @@ def test_retain_examples_swap_roles_and_sampler_draws_them_apart(tmp_path):
                          retain_per_step=2)
     assert [m.adv for m in again] == [m.adv for m in mbs]  # a step's draw depends only on (seed, step)
 
+
+
+def test_adv_suffix_is_the_only_perturbed_span(gym):
+    """With --adv-suffix the adversary perturbs exactly the slot's tokens, placed as attack llm's suffix
+    attacks place theirs (same ids as the attack's own ChatFormatter segments)."""
+    from advlab.models.formatting import ChatFormatter
+    from advlab.training.llm.adversary import perturb_mask
+    from advlab.training.llm.batches import ChatEncoder, pad_rows
+    from advlab.training.llm.data import adversarial_examples, with_suffix
+
+    _, ex = adversarial_examples("builtin:gym-harmful-test")
+    assert with_suffix(ex[:2], "  ") == ex[:2]
+    sx = with_suffix(ex[:2], "x x x")
+    assert [(a.prompt, a.target, a.refusal, a.slot) for a in sx] == [(a.prompt, a.target, a.refusal, "x x x")
+                                                                     for a in ex[:2]]
+    _, tok = gym
+    enc = ChatEncoder(tok, max_len=128)
+    seg = ChatFormatter(tok).segments(ex[0].prompt, "x x x", ex[0].target)
+    for row in (enc.encode_target(ex[0].prompt, ex[0].target, "x x x"), enc.encode(ex[0].prompt, "No.", "x x x")):
+        assert list(row.prompt_ids) == seg.prompt_ids
+        a, b = row.perturb
+        assert tok.decode(list(row.prompt_ids[a:b])).split() == ["x", "x", "x"]
+        pm = perturb_mask(pad_rows([row], 0), getattr(tok, "bos_token_id", None))[0]
+        assert pm.nonzero().flatten().tolist() == list(range(a, b))
+    plain = pad_rows([enc.encode_target(ex[0].prompt, ex[0].target)], 0)
+    n = len(enc.prompt_ids(ex[0].prompt))
+    assert plain["prompt_mask"][0].nonzero().flatten().tolist() == list(range(n))  # no slot: the whole prompt
+
+
+def test_weighted_utility_draws_follow_the_weights_and_gym_mix():
+    from collections import Counter
+
+    from advlab.data.gym import gym_items
+    from advlab.models.gym_config import GymConfig
+    from advlab.training.llm.data import gym_utility
+    from advlab.training.llm.sampling import cumulative_weights, step_batches
+
+    assert cumulative_weights([1.0, 1.0, 1.0]) is None  # equal weights: the uniform draw, as before
+    w = [1.0, 3.0, 0.0, 4.0]
+    cw = cumulative_weights(w)
+    counts = Counter(j for s in range(2000) for mb in step_batches(s, 0, 0, 4, 0, 4, util_cum_weights=cw)
+                     for j in mb.util)
+    for j, wj in enumerate(w):  # 8,000 draws: each frequency within 0.02 of weight / total
+        assert abs(counts[j] / 8000 - wj / 8) < 0.02
+    again = step_batches(7, 0, 0, 4, 0, 4, util_cum_weights=cw)
+    assert [m.util for m in again] == [m.util for m in step_batches(7, 0, 0, 4, 0, 4, util_cum_weights=cw)]
+    pairs, cfg = gym_utility(), GymConfig()
+    kind = {(it.prompt, it.response): (it.kind, it.category) for k in ("task", "harmless", "harmful")
+            for it in gym_items(k, "train")}
+    mass = Counter()
+    for p in pairs:
+        k, c = kind[(p.prompt, p.response)]
+        mass[k] += p.weight
+        mass[c if k == "task" else "-"] += p.weight if k == "task" else 0
+    total = sum(p.weight for p in pairs)
+    assert abs(mass["task"] / total - cfg.mix_task) < 1e-9 and abs(mass["harmful"] / total - cfg.mix_harmful) < 1e-9
+    tw = cfg.task_weights
+    share = tw["repeat"] / sum(tw.get(c, 1.0) for c in {kind[(p.prompt, p.response)][1] for p in pairs
+                                                          if kind[(p.prompt, p.response)][0] == "task"})
+    assert abs(mass["repeat"] / total - cfg.mix_task * share) < 1e-9

@@ -1,11 +1,14 @@
 """The training-time adversary: where δ lives and how it is found (pluggable; the losses stay the same).
 
 - ``embedding`` (CAT, Xhonneux et al. 2024): δ on the input embeddings of every prompt token (BOS
-  excepted), found by :func:`advlab.attacks.llm.embedding.embedding_attack_delta` in instruction mode:
-  per-token L2 ball of radius eps × mean embedding row norm, signed steps, toward the harmful target.
+  excepted; or only a row's attack slot, ``Row.perturb``), found by
+  :func:`advlab.attacks.llm.embedding.embedding_attack_delta` in instruction mode: per-token L2 ball of
+  radius eps × mean embedding row norm, signed steps, toward the harmful target.
 - ``latent`` (latent adversarial training, Sheshadri et al. 2024; PAPERS.md §6): δ_l added by forward
   hooks to the residual stream after decoder layers ``layers`` at the prompt positions, per-token L2 ball
   of radius eps × the mean norm of the clean hidden state at that layer, the same signed steps.
+- ``optimizer``: signed steps of ``step_size`` (CAT) or Adam with learning rate ``step_size`` (the update
+  rule of ``attack llm --method embedding``), embedding only;
 - ``one_step``: a single signed step of the full radius (the paper's one-step variant; the ball then
   rescales it onto its boundary).
 
@@ -38,6 +41,7 @@ class AdversaryConfig:
     step_size: float = 1e-4
     one_step: bool = False
     layers: tuple[int, ...] = ()
+    optimizer: str = "sign"
 
     def __post_init__(self) -> None:
         self.layers = tuple(int(x) for x in self.layers)
@@ -46,6 +50,9 @@ class AdversaryConfig:
         require(self.steps >= 0, f"--attack-steps {self.steps}: must be 0 or more")
         require(self.step_size > 0, f"--attack-step-size {self.step_size}: must be positive")
         require(self.kind != "latent" or bool(self.layers), "--adversary latent needs --layers, e.g. --layers 1,2")
+        require(self.optimizer in ("sign", "adam"), f"--attack-optimizer {self.optimizer!r}: use sign or adam")
+        require(self.optimizer == "sign" or (self.kind == "embedding" and not self.one_step),
+                "--attack-optimizer adam needs --adversary embedding without --one-step")
 
 
 @dataclass
@@ -155,7 +162,8 @@ def attack(model: Any, batch: dict[str, torch.Tensor], cfg: AdversaryConfig, bos
 def _embedding(model: Any, b: dict[str, torch.Tensor], pm: torch.Tensor, cfg: AdversaryConfig) -> Delta:
     radius = ball_radius(model, cfg.eps, "l2") or 0.0
     steps, step = (1, max(radius, 1e-12)) if cfg.one_step else (cfg.steps, cfg.step_size)
-    acfg = EmbeddingAttackConfig(steps=steps, eps=cfg.eps, step_size=step, mode="instruction", early_stop=False)
+    acfg = EmbeddingAttackConfig(steps=steps, eps=cfg.eps, step_size=step, mode="instruction", early_stop=False,
+                                 optimizer=cfg.optimizer)
     with torch.no_grad():
         emb = model.get_input_embeddings()(b["input_ids"]).detach()
     res = embedding_attack_delta(model, emb, b["attention_mask"], pm, b["labels"], acfg)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +27,28 @@ REFUSAL = "Sorry, I can't do that."
 DEFAULT_BEHAVIORS = "builtin:gym-harmful-train"
 DEFAULT_EVAL_BEHAVIORS = "builtin:gym-harmful-test"
 GYM_UTILITY = "builtin:gym"
+GYM_SUFFIX = " ".join(["x"] * 20)  # the attack slot of train llm's default: attack llm's default init string
 
 
 @dataclass(frozen=True)
 class AdvExample:
+    """``slot``: text after the request that the training attack perturbs instead of the request ("": the
+    whole request is perturbed, as in CAT)."""
+
     id: str
     prompt: str
     target: str
     refusal: str
+    slot: str = ""
 
 
 @dataclass(frozen=True)
 class ChatPair:
+    """``weight``: relative sampling weight among the utility pairs (1 = uniform)."""
+
     prompt: str
     response: str
+    weight: float = 1.0
 
 
 def _safe_responses(spec: str) -> dict[str, str]:
@@ -89,12 +97,33 @@ def retain_examples(spec: str) -> list[AdvExample]:
     return out
 
 
-def gym_utility() -> list[ChatPair]:
-    """The gym's training tasks, harmless answers and harmful → refusal pairs."""
-    from advlab.data.gym import gym_items
+def with_suffix(examples: list[AdvExample], suffix: str) -> list[AdvExample]:
+    """The examples with ``suffix`` as their attack slot (after the request and one space): the training
+    attack perturbs only the slot, as ``attack llm``'s suffix attacks (embedding, GCG) do; "" = unchanged."""
+    suffix = suffix.strip()
+    return [replace(a, slot=suffix) for a in examples] if suffix else list(examples)
 
-    kinds = ("task", "harmless", "harmful")
-    return [ChatPair(it.prompt, it.response) for kind in kinds for it in gym_items(kind, "train")]
+
+def gym_utility() -> list[ChatPair]:
+    """The gym's training tasks, harmless answers and harmful → refusal pairs, weighted so that a draw
+    follows the gym's own training mix (:class:`advlab.models.gym_config.GymConfig`: 60 % tasks, 24 %
+    harmless, 16 % harmful; task categories by ``task_weights``, e.g. repeat-after-me 4× and a quarter of
+    all tasks). Drawn uniformly instead, repeat is 3.5 % of the pairs and CAT's away term unlearns the
+    gym's copying of harmful text (utility 88 % → 29 % on repeat, measured in docs/continuous_at.md)."""
+    from collections import Counter
+
+    from advlab.data.gym import gym_items
+    from advlab.models.gym_config import GymConfig
+
+    cfg = GymConfig()
+    tasks, harmless, harmful = (gym_items(k, "train") for k in ("task", "harmless", "harmful"))
+    n_cat = Counter(it.category for it in tasks)
+    w_sum = sum(cfg.task_weights.get(c, 1.0) for c in n_cat)
+    out = [ChatPair(it.prompt, it.response, cfg.mix_task * cfg.task_weights.get(it.category, 1.0) / w_sum
+                    / n_cat[it.category]) for it in tasks]
+    for items, mix in ((harmless, cfg.mix_harmless), (harmful, cfg.mix_harmful)):
+        out += [ChatPair(it.prompt, it.response, mix / len(items)) for it in items]
+    return out
 
 
 def _pair_of(row: Any) -> ChatPair | None:

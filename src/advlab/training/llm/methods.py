@@ -79,8 +79,8 @@ class EncodedData:
         self.encoder = encoder
         self.adv = list(adv)
         self.util = list(util)
-        self.attack_rows = _Lazy(self.adv, lambda a: encoder.encode_target(a.prompt, a.target))
-        self.refusal_rows = _Lazy(self.adv, lambda a: encoder.encode(a.prompt, a.refusal))
+        self.attack_rows = _Lazy(self.adv, lambda a: encoder.encode_target(a.prompt, a.target, a.slot))
+        self.refusal_rows = _Lazy(self.adv, lambda a: encoder.encode(a.prompt, a.refusal, a.slot))
         self.util_rows = _Lazy(self.util, lambda p: encoder.encode(p.prompt, p.response))
         tok = encoder.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
