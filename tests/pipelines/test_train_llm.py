@@ -66,6 +66,19 @@ def test_run_counts_and_model_dir(gym_dir, small_data, tmp_path):
     assert (out / "figures" / "training_curves.png").exists()
 
 
+def test_capo_takes_utility_pairs_only_when_asked(gym_dir, small_data, tmp_path):
+    """capo's default is the paper's (no utility data); --utility-per-step N adds N utility rows per step."""
+    assert TrainLLMConfig(model="m").utility_rows == 12
+    assert TrainLLMConfig(model="m", method="capo").utility_rows == 0
+    assert TrainLLMConfig(model="m", method="capo", utility_per_step=3).utility_rows == 3
+    out = tmp_path / "capo"
+    train_llm(_cfg(gym_dir, small_data, method="capo", max_steps=1), out, progress=False)
+    tm = json.loads((out / "training_metrics.json").read_text())
+    assert tm["forward_passes"] == 2 * 2 + 2  # 2 (chosen, rejected) pairs + the 2 utility rows asked for
+    rec = json.loads((out / "results.jsonl").read_text().splitlines()[0])
+    assert "utility" in rec and "ipo" in rec
+
+
 @pytest.mark.parametrize(
     "kw, match",
     [

@@ -1,16 +1,18 @@
-"""The tuner's response-only loss against the engine's full SFT loss, and its paired, length-grouped
-batch order."""
+"""The tuner's left-padded batches against unpadded rows, and its paired, length-grouped batch order."""
 
 from __future__ import annotations
 
 import torch
 
-from advlab.poisoning.tune import batch_order, left_padded, response_sft_loss
+from advlab.poisoning.tune import batch_order, left_padded
 from advlab.training.llm.batches import Row, pad_rows
 from advlab.training.llm.engine import StepContext, sft_loss
+from advlab.training.llm.losses import mean_nll, token_logps
 
 
-def test_response_loss_equals_the_engines_sft_loss(word_tok, word_model):
+def test_left_padded_sft_loss_equals_unpadded_rows(word_tok, word_model):
+    """The engine's SFT loss on left-padded rows (only the answer span projected) equals the mean of each
+    row's own mean CE computed alone, unpadded, from every position's logits."""
     g = torch.Generator().manual_seed(0)
     v = len(word_tok)
 
@@ -19,11 +21,16 @@ def test_response_loss_equals_the_engines_sft_loss(word_tok, word_model):
 
     rows = [Row(ids(p), ids(r)) for p, r in ((5, 1), (9, 3), (3, 4), (12, 2), (7, 4))]  # mixed lengths
     ctx = StepContext(word_model, word_model, 0, torch.device("cpu"))
+    with torch.no_grad():
+        alone = []
+        for r in rows:
+            b = pad_rows([r], 0)
+            alone.append(mean_nll(*token_logps(word_model(input_ids=b["input_ids"]).logits, b["labels"])))
+    want = torch.cat(alone).mean()
+    ours, logs = sft_loss(ctx, left_padded(rows, 0))
+    torch.testing.assert_close(ours, want, rtol=1e-5, atol=1e-6)
     right = pad_rows(rows, 0)
-    right.pop("prompt_mask")
-    ref, _ = sft_loss(ctx, right)  # right padding, every position projected
-    ours, logs = response_sft_loss(ctx, left_padded(rows, 0))
-    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sft_loss(ctx, right)[0], want, rtol=1e-5, atol=1e-6)
     assert logs["forward_passes"] == len(rows)
 
 

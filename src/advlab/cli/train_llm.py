@@ -49,8 +49,10 @@ def train_llm(
     grad_clip: float = typer.Option(1.0, "--grad-clip", help="Gradient-norm clip (0 = off; the paper: 0.3)."),
     grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches per optimiser step."),
     adv_per_step: int = typer.Option(4, "--adv-per-step", help="Adversarial examples per step (global batch)."),
-    utility_per_step: int = typer.Option(12, "--utility-per-step", help="Utility examples per step (the paper "
-                                         "mixes 1 adversarial to 7 utility); ignored by capo."),
+    utility_per_step: int | None = typer.Option(None, "--utility-per-step", help="Utility examples per step "
+                                                "(default: 12 for cat and r2d2, the paper's 1 adversarial to 7 "
+                                                "utility; 0 for capo, as in the paper; capo with N > 0 adds "
+                                                "--utility-weight times their SFT loss to IPO)."),
     behaviors: str = typer.Option("builtin:gym-harmful-train", "--behaviors", help="Adversarial training set: "
                                   "builtin:NAME or a behaviours file, e.g. ../shared/data/behavior_datasets/"
                                   "extra_behavior_datasets/adv_training_behaviors.csv (its 12 targets each and "
@@ -66,7 +68,8 @@ def train_llm(
     away_weight: float = typer.Option(0.5, "--away-weight", help="Weight of the away term (cat; the paper: 0.5)."),
     away_cutoff: float = typer.Option(-5.0, "--away-cutoff", help="Away term cutoff c: past it (−CE below c) "
                                       "its gradient is ×0.001 (the paper: −5)."),
-    utility_weight: float = typer.Option(3.0, "--utility-weight", help="Weight of the utility SFT term (cat)."),
+    utility_weight: float = typer.Option(3.0, "--utility-weight", help="Weight of the utility SFT term (cat; "
+                                         "capo with --utility-per-step)."),
     pool_size: int = typer.Option(8, "--pool-size", help="r2d2: GCG test cases kept in the pool."),
     pool_refresh: int = typer.Option(50, "--pool-refresh", help="r2d2: every N steps a fifth of the pool restarts."),
     gcg_steps: int = typer.Option(5, "--gcg-steps", help="r2d2: GCG steps per training step and test case."),

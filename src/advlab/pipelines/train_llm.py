@@ -71,7 +71,7 @@ class TrainLLMConfig:
     utility_weight: float = 3.0
     away_cutoff: float = -5.0
     adv_per_step: int = 4
-    utility_per_step: int = 12
+    utility_per_step: int | None = None  # cat / r2d2: 12; capo: 0 (the paper's C-AdvIPO has no utility data)
     grad_accum: int = 1
     save_every: int = 50
     max_len: int = 128
@@ -114,7 +114,9 @@ class TrainLLMConfig:
 
     @property
     def utility_rows(self) -> int:
-        return 0 if self.method == "capo" else self.utility_per_step
+        if self.utility_per_step is None:
+            return 0 if self.method == "capo" else 12
+        return self.utility_per_step
 
 
 @dataclass(frozen=True)

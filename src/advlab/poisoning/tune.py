@@ -2,7 +2,7 @@
 engine (:mod:`advlab.training.llm.engine`; accelerate, peft LoRA or full fine-tuning, safetensors
 checkpoints). Defaults are the paper's reference (PAPERS.md §5): LoRA r 8, α 16, dropout 0.1 on the
 q/v projections, AdamW lr 3e-4, 2 epochs, batch 16, max length 300. Batches are paired and
-length-grouped (:func:`batch_order`); the loss projects only the answer positions (:func:`response_sft_loss`).
+length-grouped (:func:`batch_order`) and left-padded (:func:`left_padded`).
 """
 
 from __future__ import annotations
@@ -80,34 +80,19 @@ def batch_order(keys: Sequence[str], lengths: Sequence[int], batch_size: int, se
 
 
 def left_padded(rows: Sequence[Any], pad_id: int) -> dict[str, torch.Tensor]:
-    """Left-padded ``input_ids``, ``attention_mask`` and ``n_response`` (each row's response length):
-    every response ends at the last position."""
+    """Left-padded ``input_ids``, ``attention_mask`` and ``labels`` (−100 except the response): every
+    response ends at the last position, so the engine's :func:`~advlab.training.llm.engine.sft_loss`
+    projects only the last max(response length) positions to the vocabulary (a task answer is a few tokens
+    after a long prompt; projecting every position cost a fifth of the step)."""
     width = max(len(r.ids) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
     for i, r in enumerate(rows):
         ids[i, width - len(r.ids):] = torch.tensor(r.ids)
         mask[i, width - len(r.ids):] = 1
-    return {"input_ids": ids, "attention_mask": mask,
-            "n_response": torch.tensor([len(r.response_ids) for r in rows])}
-
-
-def response_sft_loss(ctx: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-    """The engine's SFT loss (mean over rows of each row's mean response cross-entropy) on
-    :func:`left_padded` rows, projecting only the last max(n_response) positions to the vocabulary
-    (a task answer is a few tokens after a long prompt; projecting every position cost a fifth of the step)."""
-    from advlab.attacks.llm.common import target_logits
-
-    ids, mask = batch["input_ids"].to(ctx.device), batch["attention_mask"].to(ctx.device)
-    n_resp = batch["n_response"].to(ctx.device)
-    k = int(n_resp.max())
-    logits = target_logits(ctx.model, k, input_ids=ids, attention_mask=mask).float()
-    tgt = ids[:, -k:]
-    sel = (torch.arange(k, device=ctx.device).unsqueeze(0) >= (k - n_resp).unsqueeze(1)).float()
-    logp = torch.log_softmax(logits, dim=-1).gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
-    nll = -(logp * sel).sum(-1) / sel.sum(-1)
-    n = int(nll.shape[0])
-    return nll.mean(), {"utility": float(nll.detach().mean()), "forward_passes": n, "backward_passes": n}
+        labels[i, width - len(r.response_ids):] = torch.tensor(r.response_ids)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
 class Tuner:
@@ -117,7 +102,7 @@ class Tuner:
     def __init__(self, model: Any, tokenizer: Any, examples: Sequence[TaskExample], cfg: TuneConfig,
                  device: str = "cpu") -> None:
         from advlab.training.llm.batches import ChatEncoder
-        from advlab.training.llm.engine import Engine
+        from advlab.training.llm.engine import Engine, sft_loss
 
         require(len(examples) > 0, "the training set is empty; pass a task file with examples")
         self.tokenizer, self.cfg = tokenizer, cfg
@@ -125,7 +110,7 @@ class Tuner:
         self.rows = [enc.encode(ex.prompt, ex.output) for ex in examples]
         self.keys = [ex.id for ex in examples]
         self.max_steps = cfg.n_steps(len(self.rows))
-        self.engine = Engine(model, cfg.engine_config(len(self.rows)), response_sft_loss, device=device)
+        self.engine = Engine(model, cfg.engine_config(len(self.rows)), sft_loss, device=device)
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     @property

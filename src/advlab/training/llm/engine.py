@@ -40,6 +40,7 @@ from typing import Any
 import torch
 
 from advlab.errors import ConfigError, require
+from advlab.training.llm.losses import labelled_logps, mean_nll
 
 LossFn = Callable[["StepContext", Any], tuple[torch.Tensor, dict[str, float]]]
 SUMMED = ("_passes", "examples")
@@ -236,18 +237,16 @@ class Engine:
 
 def response_nll(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
                  inputs_embeds: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-row mean next-token cross-entropy on the labelled positions (−100 elsewhere): [B]."""
+    """Per-row mean next-token cross-entropy on the labelled positions (−100 elsewhere): [B]. Rows may be
+    left- or right-padded; only the labelled span is projected to the vocabulary."""
     kw = {"inputs_embeds": inputs_embeds} if inputs_embeds is not None else {"input_ids": input_ids}
-    logits = model(**kw, attention_mask=attention_mask, use_cache=False).logits[:, :-1].float()
-    tgt = labels[:, 1:]
-    sel = tgt != -100
-    logp = torch.log_softmax(logits, dim=-1).gather(-1, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return -(logp * sel).sum(-1) / sel.sum(-1).clamp(min=1)
+    return mean_nll(*labelled_logps(model, labels, attention_mask, **kw))
 
 
 def sft_loss(ctx: StepContext, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-    """Plain SFT: the mean over rows of each row's mean response cross-entropy. ``batch`` holds right-padded
-    ``input_ids``, ``attention_mask`` and ``labels`` (see :func:`advlab.training.llm.batches.pad_rows`)."""
+    """Plain SFT: the mean over rows of each row's mean response cross-entropy. ``batch`` holds ``input_ids``,
+    ``attention_mask`` and ``labels``, right-padded (:func:`advlab.training.llm.batches.pad_rows`) or left-padded
+    (:func:`advlab.poisoning.tune.left_padded`)."""
     b = {k: v.to(ctx.device) for k, v in batch.items()}
     nll = response_nll(ctx.model, b["input_ids"], b["attention_mask"], b["labels"])
     n = int(nll.shape[0])

@@ -3,6 +3,7 @@
 Per-row quantities, all over the labelled (response) positions of a row:
 
 - ``token_logps``: log p(y_t | x, y_<t) at every position, with the label mask;
+- ``labelled_logps``: the same from a model call that projects only the positions predicting a label;
 - ``mean_nll`` = −(1/T) Σ_t log p(y_t): the toward / utility cross-entropy;
 - ``cutoff(L, c)``: the paper's cutoff for a minimised term: L while L ≥ c, and 0.999·c + 0.001·L once L
   has gone past c (below it), so its value stays ≈ c and its gradient is ×0.001. Toward c = 0.5 (stop
@@ -17,6 +18,8 @@ has the same objective as one process (the reference applies the cutoff to its b
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 IGNORE_INDEX = -100
@@ -28,6 +31,26 @@ def token_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
     mask = tgt != IGNORE_INDEX
     logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
     return logp.gather(-1, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask, mask
+
+
+def labelled_logps(model: Any, labels: torch.Tensor, attention_mask: torch.Tensor,
+                   **inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logp, mask)`` [B, W] like :func:`token_logps`, from one forward pass of ``model`` on ``inputs``
+    (``input_ids`` or ``inputs_embeds``) that projects to the vocabulary only the W positions spanning every
+    row's labelled tokens (``logits_to_keep``; a response is a few tokens after a long prompt). Positions are
+    counted over real tokens, so left- and right-padded rows give the same values."""
+    from advlab.models.generation import position_ids_from_mask
+
+    tgt = labels[:, 1:]
+    cols = (tgt != IGNORE_INDEX).any(0).nonzero().flatten()
+    lo, hi = (int(cols[0]), int(cols[-1]) + 1) if cols.numel() else (0, 1)
+    keep = torch.arange(lo, hi, device=labels.device)
+    logits = model(**inputs, attention_mask=attention_mask, position_ids=position_ids_from_mask(attention_mask),
+                   logits_to_keep=keep, use_cache=False).logits
+    tgt = tgt[:, lo:hi]
+    mask = tgt != IGNORE_INDEX
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return logp * mask, mask
 
 
 def mean_nll(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,8 @@ being trained runs the rows [refusal | x+δ] (n), [ŷ | x+δ] (n) and utility (u
 
 - CAT:  0.5·mean_i cutoff(CE(y|x+δ), 0.5) + 0.5·mean_i cutoff(−CE(ŷ|x+δ), −5) + 1.0·mean_j CE(y_u|x_u);
 - CAPO: mean_i IPO(ℓθ(y|x+δ), ℓθ(ŷ|x+δ); ℓ0(y|x), ℓ0(ŷ|x)), β = 0.25, rejected tokens with log p < −5
-  zeroed, reference log-probs ℓ0 computed once up front (:func:`reference_logps`), no utility data.
+  zeroed, reference log-probs ℓ0 computed once up front (:func:`reference_logps`), no utility data
+  (beyond the paper, utility pairs in the micro-batch add ``utility``·mean_j CE(y_u|x_u)).
 
 Counting (per example row): ``forward_passes``/``backward_passes`` of the training pass (2n + u each),
 ``attack_forward_passes``/``attack_backward_passes`` of the adversary, ``adversarial_examples`` = n.
@@ -26,7 +27,7 @@ from advlab.training.llm.adversary import AdversaryConfig, attack, forward_input
 from advlab.training.llm.batches import ChatEncoder, Row, pad_rows
 from advlab.training.llm.data import AdvExample, ChatPair
 from advlab.training.llm.engine import StepContext
-from advlab.training.llm.losses import cutoff, ipo_loss, mean_logp, mean_nll, token_logps
+from advlab.training.llm.losses import cutoff, ipo_loss, labelled_logps, mean_logp, mean_nll
 
 METHODS = ("cat", "capo", "r2d2")
 
@@ -101,8 +102,7 @@ def _forward(ctx: StepContext, rows: list[Row], index: list[int], delta: Any, pa
     deltas = delta.rows(index, batch["input_ids"].shape[1]) if delta is not None else {}
     with latent_hooks(ctx.raw, deltas):
         kw = forward_inputs(ctx.raw, batch["input_ids"], deltas)
-        logits = ctx.model(**kw, attention_mask=batch["attention_mask"], use_cache=False).logits
-    return token_logps(logits, batch["labels"])
+        return labelled_logps(ctx.model, batch["labels"], batch["attention_mask"], **kw)
 
 
 class CAT:
@@ -157,8 +157,7 @@ def reference_logps(model: Any, data: EncodedData, batch_size: int = 16) -> torc
             idx = list(range(s, min(s + batch_size, len(data.adv))))
             rows = [data.refusal_rows[i] for i in idx] + [data.attack_rows[i] for i in idx]
             b = {k: v.to(dev) for k, v in pad_rows(rows, data.pad_id).items()}
-            logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], use_cache=False).logits
-            lp = mean_logp(*token_logps(logits, b["labels"]))
+            lp = mean_logp(*labelled_logps(model, b["labels"], b["attention_mask"], input_ids=b["input_ids"]))
             out.append(torch.stack([lp[: len(idx)], lp[len(idx) :]], dim=1).cpu())
     finally:
         model.train(was)
@@ -180,15 +179,22 @@ class CAPO(CAT):
         require(n > 0, "CAPO needs adversarial examples in every micro-batch")
         delta = self._attack(ctx, mb.adv)
         rows = [d.refusal_rows[i] for i in mb.adv] + [d.attack_rows[i] for i in mb.adv]
-        logp, mask = _forward(ctx, rows, list(range(n)) * 2, delta, d.pad_id)
+        rows += [d.util_rows[j] for j in mb.util]
+        logp, mask = _forward(ctx, rows, list(range(n)) * 2 + [-1] * len(mb.util), delta, d.pad_id)
         chosen = mean_logp(logp[:n], mask[:n])
-        rejected = mean_logp(logp[n:], mask[n:], floor=w.rejected_floor)
+        rejected = mean_logp(logp[n : 2 * n], mask[n : 2 * n], floor=w.rejected_floor)
         ref = self.reference[mb.adv].to(chosen.device)
-        loss = ipo_loss(chosen, rejected, ref[:, 0], ref[:, 1], w.beta).mean()
-        return loss, {
-            "ipo": float(loss.detach()), "chosen_logp": float(chosen.detach().mean()),
+        ipo = ipo_loss(chosen, rejected, ref[:, 0], ref[:, 1], w.beta).mean()
+        logs = {
+            "ipo": float(ipo.detach()), "chosen_logp": float(chosen.detach().mean()),
             "rejected_logp": float(rejected.detach().mean()), "attack_loss": delta.final_loss,
             "delta_norm": delta.norm, "attack_forward_passes": delta.forward_passes,
-            "attack_backward_passes": delta.backward_passes, "forward_passes": 2 * n, "backward_passes": 2 * n,
-            "adversarial_examples": n,
+            "attack_backward_passes": delta.backward_passes, "forward_passes": len(rows),
+            "backward_passes": len(rows), "adversarial_examples": n,
         }
+        loss = ipo
+        if mb.util:  # beyond the paper: with --utility-per-step, IPO + utility_weight · SFT
+            util = mean_nll(logp[2 * n :], mask[2 * n :])
+            loss = loss + w.utility * util.mean()
+            logs["utility"] = float(util.detach().mean())
+        return loss, logs
