@@ -2,10 +2,9 @@
 
 Trains CAT, CAPO and R2D2 for a few steps each through the real pipeline (``advlab train llm``) with
 their default attacks (CAT/CAPO: 30 signed embedding steps since the full-gym sweep of
-docs/continuous_at.md, i.e. 32 F / 30 B per adversarial example, about 41× fewer than R2D2's and so below
-the 100× target; results/cat.json was measured with the earlier 10 steps: 12 F / 10 B, 115×. R2D2: a pool
-of 8 GCG test cases, 5 GCG steps × search width 512 per training step) and reads each run's
-``training_metrics.json``:
+docs/continuous_at.md, i.e. 32 F / 30 B per adversarial example; R2D2: a pool of 8 GCG test cases, 5 GCG
+steps × search width 512 per training step), plus CAT at the paper's 10 attack steps (``cat_10``; 12 F /
+10 B, less robust on the gym: see the sweep), and reads each run's ``training_metrics.json``:
 
 - attack forward / backward passes per adversarial example (every sequence through the model counts one;
   the paper: R2D2 2,565 F / 5 B vs C-AdvUL 10 F / 10 B);
@@ -50,19 +49,19 @@ def main() -> None:
     model = args.model or str(get_safety_gym(quick=args.quick))
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for method, steps in (("cat", args.steps), ("capo", args.steps), ("r2d2", args.r2d2_steps)):
-            cfg = TrainLLMConfig(method=method, model=model, max_steps=steps, save_every=steps, device="cpu")
-            train_llm(cfg, Path(tmp) / method, progress=False)
-            runs[method] = per_example(json.loads((Path(tmp) / method / "training_metrics.json").read_text()))
+        plan = (("cat", "cat", args.steps, {}), ("cat_10", "cat", args.steps, {"attack_steps": 10}),
+                ("capo", "capo", args.steps, {}), ("r2d2", "r2d2", args.r2d2_steps, {}))
+        for name, method, steps, extra in plan:
+            cfg = TrainLLMConfig(method=method, model=model, max_steps=steps, save_every=steps, device="cpu",
+                                 **extra)
+            train_llm(cfg, Path(tmp) / name, progress=False)
+            runs[name] = per_example(json.loads((Path(tmp) / name / "training_metrics.json").read_text()))
     r2 = runs["r2d2"]
-    result = {
-        "model": model,
-        "runs": runs,
-        "ratio_passes_r2d2_over_cat": r2["attack_passes_per_example"] / runs["cat"]["attack_passes_per_example"],
-        "ratio_passes_r2d2_over_capo": r2["attack_passes_per_example"] / runs["capo"]["attack_passes_per_example"],
-        "ratio_step_seconds_r2d2_over_cat": r2["seconds_per_step"] / runs["cat"]["seconds_per_step"],
-        "ratio_step_seconds_r2d2_over_capo": r2["seconds_per_step"] / runs["capo"]["seconds_per_step"],
-    }
+    result: dict = {"model": model, "runs": runs}
+    for name in ("cat", "cat_10", "capo"):
+        result[f"ratio_passes_r2d2_over_{name}"] = (r2["attack_passes_per_example"]
+                                                    / runs[name]["attack_passes_per_example"])
+        result[f"ratio_step_seconds_r2d2_over_{name}"] = r2["seconds_per_step"] / runs[name]["seconds_per_step"]
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     for m, r in runs.items():

@@ -70,6 +70,8 @@ def train_llm(
                                       "its gradient is ×0.001 (the paper: −5)."),
     utility_weight: float = typer.Option(3.0, "--utility-weight", help="Weight of the utility SFT term (cat; "
                                          "capo with --utility-per-step)."),
+    beta: float = typer.Option(0.25, "--beta", help="capo: IPO beta; the loss pulls the log-ratio margin "
+                               "toward 1/(2 beta) (the paper: 0.25, a margin of 2 nats per token)."),
     pool_size: int = typer.Option(8, "--pool-size", help="r2d2: GCG test cases kept in the pool."),
     pool_refresh: int = typer.Option(50, "--pool-refresh", help="r2d2: every N steps a fifth of the pool restarts."),
     gcg_steps: int = typer.Option(5, "--gcg-steps", help="r2d2: GCG steps per training step and test case."),

@@ -70,6 +70,7 @@ class TrainLLMConfig:
     away_weight: float = 0.5
     utility_weight: float = 3.0
     away_cutoff: float = -5.0
+    beta: float = 0.25
     adv_per_step: int = 4
     utility_per_step: int | None = None  # cat / r2d2: 12; capo: 0 (the paper's C-AdvIPO has no utility data)
     grad_accum: int = 1
@@ -96,7 +97,9 @@ class TrainLLMConfig:
         self.loss_weights()
 
     def loss_weights(self) -> LossWeights:
-        return LossWeights(self.toward_weight, self.away_weight, self.utility_weight, away_cutoff=self.away_cutoff)
+        return LossWeights(self.toward_weight, self.away_weight, self.utility_weight, away_cutoff=self.away_cutoff,
+                           beta=self.beta)
+
     def adversary_config(self) -> AdversaryConfig:
         return AdversaryConfig(self.adversary, self.eps, self.attack_steps, self.attack_step_size, self.one_step,
                                self.layers, self.attack_optimizer)
