@@ -20,7 +20,15 @@ from advlab.jobs import check_writable, run_job
 from advlab.pipelines.attack_llm import run_attack_llm
 from advlab.pipelines.attack_llm_config import AttackLLMConfig
 from advlab.pipelines.attack_llm_setup import load_attack_behaviors
-from advlab.pipelines.continuous_at_config import ALL_ATTACKS, MODELS, TRAINED, ContinuousATConfig, recipe_config
+from advlab.pipelines.continuous_at_config import (
+    ALL_ATTACKS,
+    ATTACKS,
+    MODELS,
+    STRONG,
+    TRAINED,
+    ContinuousATConfig,
+    recipe_config,
+)
 from advlab.pipelines.eval_llm import EvalLLMConfig, run_eval_llm
 from advlab.pipelines.train_llm import TrainLLMConfig, train_llm
 
@@ -109,7 +117,8 @@ class ReproduceContinuousATJob:
                                                         "n_attack", "n_task")}
                                  for r in records if r["kind"] == "sweep"), key=lambda r: r["eps"]),
                 "judge": next((r["judge"] for r in records if r["kind"] == "attack"), None),
-                "behaviors": self.cfg.behaviors}
+                "behaviors": self.cfg.behaviors,
+                "attacks": {"default": list(ATTACKS), "stronger": list(STRONG) if self.cfg.strong else []}}
 
     def finish(self, path: Path, records: list[dict[str, Any]], metrics: dict[str, Any]) -> None:
         with (path / "table.csv").open("w", newline="", encoding="utf-8") as f:

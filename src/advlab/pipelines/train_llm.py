@@ -36,6 +36,8 @@ from advlab.training.llm.methods import METHODS, LossWeights
 from advlab.training.llm.r2d2 import R2D2Config
 from advlab.training.llm.sampling import check_sizes, cumulative_weights, step_batches
 
+UTILITY_PER_STEP = 12  # the paper's mix: 1 adversarial example to about 7 utility ones (4 + 2 retain : 12 here)
+
 
 @dataclass
 class TrainLLMConfig:
@@ -72,7 +74,7 @@ class TrainLLMConfig:
     away_cutoff: float = -5.0
     beta: float = 0.25
     adv_per_step: int = 4
-    utility_per_step: int | None = None  # cat / r2d2: 12; capo: 0 (the paper's C-AdvIPO has no utility data)
+    utility_per_step: int | None = None  # cat / r2d2: UTILITY_PER_STEP; capo: 0 (the paper's C-AdvIPO has none)
     grad_accum: int = 1
     save_every: int = 50
     max_len: int = 128
@@ -118,7 +120,7 @@ class TrainLLMConfig:
     @property
     def utility_rows(self) -> int:
         if self.utility_per_step is None:
-            return 0 if self.method == "capo" else 12
+            return 0 if self.method == "capo" else UTILITY_PER_STEP
         return self.utility_per_step
 
 

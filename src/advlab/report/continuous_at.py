@@ -17,8 +17,7 @@ from advlab.report.format import judge_label  # noqa: E402
 from advlab.report.train_llm import TERMS  # noqa: E402
 from advlab.runs import load_run  # noqa: E402
 
-ATTACKS = ("gcg", "embedding", "autodan", "gcg_2x", "embedding_4x", "embedding_unbounded")  # default, then stronger
-MARKERS = {"gcg": "o", "embedding": "s", "autodan": "^", "gcg_2x": "o", "embedding_4x": "s", "embedding_unbounded": "D"}
+MARKERS = {"gcg": "o", "embedding": "s", "autodan": "^"}  # by attack family: gcg_2x is a gcg, embedding_4x …
 
 
 def _err(rate: float | None, n: int | None) -> tuple[float, float, float]:
@@ -45,7 +44,10 @@ def asr_vs_utility(run_dir: Path, metrics: dict[str, Any]) -> Path:
     Wilson 95 % intervals; the attack's budget in the panel title. Models sharing a utility are dodged
     sideways by 0.01 so that none hides another."""
     rows = metrics.get("table", [])
-    attacks = [a for a in ATTACKS if a in ATTACKS[:3] or any(r.get(f"asr_{a}") is not None for r in rows)]
+    groups = metrics.get("attacks") or {"default": [k.removeprefix("budget_") for k in (rows[0] if rows else {})
+                                                    if k.startswith("budget_")]}
+    default = list(groups.get("default", []))
+    attacks = default + [a for a in groups.get("stronger", []) if any(r.get(f"asr_{a}") is not None for r in rows)]
     n_rows = 1 if len(attacks) <= 3 else 2
     fig, grid = plt.subplots(n_rows, 3, figsize=(15, 4.3 * n_rows + 0.8), sharey=True, squeeze=False)
     axes = list(grid.flat)
@@ -57,16 +59,17 @@ def asr_vs_utility(run_dir: Path, metrics: dict[str, Any]) -> Path:
     utils = [r["utility"] for r in rows if r.get("utility") is not None]
     x_lo = max(0.0, math.floor(10 * (min(utils) - 0.1)) / 10) if utils else 0.0  # zoom in on the models
     for ax, a in zip(axes, attacks):
+        marker = MARKERS.get(a.split("_")[0], "o")
         for i, row in enumerate(rows):
             u, ulo, uhi = _err(row.get("utility"), row.get("n_eval"))
             y, ylo, yhi = _err(row.get(f"asr_{a}"), row.get("n_attack"))
-            ax.errorbar(u + dodge[i], y, xerr=[[ulo], [uhi]], yerr=[[ylo], [yhi]], marker=MARKERS[a],
+            ax.errorbar(u + dodge[i], y, xerr=[[ulo], [uhi]], yerr=[[ylo], [yhi]], marker=marker,
                         color=colors[i % 10], capsize=3, ls="none", label=row["model"])
             y, ylo, yhi = _err(row.get(f"asr_no_refusal_{a}"), row.get("n_attack"))
-            ax.errorbar(u + dodge[i], y, yerr=[[ylo], [yhi]], marker=MARKERS[a], mfc="none", color=colors[i % 10],
+            ax.errorbar(u + dodge[i], y, yerr=[[ylo], [yhi]], marker=marker, mfc="none", color=colors[i % 10],
                         capsize=2, ls="none", alpha=0.6)
         budget = next((r[f"budget_{a}"] for r in rows if r.get(f"budget_{a}")), "")
-        kind = "default budget" if a in ATTACKS[:3] else "stronger budget"
+        kind = "default budget" if a in default else "stronger budget"
         ax.set(xlabel="utility (exact match, held-out tasks)", title=f"{a} ({kind})\n{budget}",
                xlim=(x_lo - 0.02, 1.02), ylim=(-0.05, 1.05))
         ax.grid(alpha=0.3)

@@ -117,8 +117,10 @@ class CAT:
         batch = pad_rows([self.data.attack_rows[i] for i in idx], self.data.pad_id)
         return attack(ctx.raw, batch, self.adversary, self.data.bos_id)
 
-    def __call__(self, ctx: StepContext, mb: MicroBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        d, w, n = self.data, self.w, len(mb.adv)
+    def _pass(self, ctx: StepContext, mb: MicroBatch) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        """δ for the micro-batch's adversarial examples, then the one forward pass over [refusal | x+δ] (n),
+        [ŷ | x+δ] (n) and the utility rows: per-token ``(logp, mask)`` and the step's counts."""
+        d, n = self.data, len(mb.adv)
         logs: dict[str, float] = {}
         delta = None
         if n:
@@ -127,20 +129,28 @@ class CAT:
                         attack_forward_passes=delta.forward_passes, attack_backward_passes=delta.backward_passes)
         rows = [d.refusal_rows[i] for i in mb.adv] + [d.attack_rows[i] for i in mb.adv]
         rows += [d.util_rows[j] for j in mb.util]
-        index = list(range(n)) * 2 + [-1] * len(mb.util)
-        logp, mask = _forward(ctx, rows, index, delta, d.pad_id)
-        nll = mean_nll(logp, mask)
-        loss = torch.zeros((), device=nll.device)
+        logp, mask = _forward(ctx, rows, list(range(n)) * 2 + [-1] * len(mb.util), delta, d.pad_id)
+        logs.update(forward_passes=len(rows), backward_passes=len(rows), adversarial_examples=n)
+        return logp, mask, logs
+
+    def _utility(self, logp: torch.Tensor, mask: torch.Tensor, n: int, logs: dict[str, float]) -> torch.Tensor:
+        """utility weight × the mean CE of the utility rows (those after the 2n adversarial ones)."""
+        util = mean_nll(logp[2 * n :], mask[2 * n :])
+        logs["utility"] = float(util.detach().mean())
+        return self.w.utility * util.mean()
+
+    def __call__(self, ctx: StepContext, mb: MicroBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        w, n = self.w, len(mb.adv)
+        logp, mask, logs = self._pass(ctx, mb)
+        loss = torch.zeros((), device=logp.device)
         if n:
-            toward, away = nll[:n], -nll[n : 2 * n]
+            nll = mean_nll(logp[: 2 * n], mask[: 2 * n])
+            toward, away = nll[:n], -nll[n:]
             loss = loss + w.toward * cutoff(toward, w.toward_cutoff).mean()
             loss = loss + w.away * cutoff(away, w.away_cutoff).mean()
             logs.update(toward=float(toward.detach().mean()), away=float(away.detach().mean()))
         if mb.util:
-            util = nll[2 * n :]
-            loss = loss + w.utility * util.mean()
-            logs["utility"] = float(util.detach().mean())
-        logs.update(forward_passes=len(rows), backward_passes=len(rows), adversarial_examples=n)
+            loss = loss + self._utility(logp, mask, n, logs)
         return loss, logs
 
 
@@ -175,26 +185,15 @@ class CAPO(CAT):
         self.reference = reference
 
     def __call__(self, ctx: StepContext, mb: MicroBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        d, w, n = self.data, self.w, len(mb.adv)
+        w, n = self.w, len(mb.adv)
         require(n > 0, "CAPO needs adversarial examples in every micro-batch")
-        delta = self._attack(ctx, mb.adv)
-        rows = [d.refusal_rows[i] for i in mb.adv] + [d.attack_rows[i] for i in mb.adv]
-        rows += [d.util_rows[j] for j in mb.util]
-        logp, mask = _forward(ctx, rows, list(range(n)) * 2 + [-1] * len(mb.util), delta, d.pad_id)
+        logp, mask, logs = self._pass(ctx, mb)
         chosen = mean_logp(logp[:n], mask[:n])
         rejected = mean_logp(logp[n : 2 * n], mask[n : 2 * n], floor=w.rejected_floor)
         ref = self.reference[mb.adv].to(chosen.device)
-        ipo = ipo_loss(chosen, rejected, ref[:, 0], ref[:, 1], w.beta).mean()
-        logs = {
-            "ipo": float(ipo.detach()), "chosen_logp": float(chosen.detach().mean()),
-            "rejected_logp": float(rejected.detach().mean()), "attack_loss": delta.final_loss,
-            "delta_norm": delta.norm, "attack_forward_passes": delta.forward_passes,
-            "attack_backward_passes": delta.backward_passes, "forward_passes": len(rows),
-            "backward_passes": len(rows), "adversarial_examples": n,
-        }
-        loss = ipo
+        loss = ipo_loss(chosen, rejected, ref[:, 0], ref[:, 1], w.beta).mean()
+        logs.update(ipo=float(loss.detach()), chosen_logp=float(chosen.detach().mean()),
+                    rejected_logp=float(rejected.detach().mean()))
         if mb.util:  # beyond the paper: with --utility-per-step, IPO + utility_weight · SFT
-            util = mean_nll(logp[2 * n :], mask[2 * n :])
-            loss = loss + w.utility * util.mean()
-            logs["utility"] = float(util.detach().mean())
+            loss = loss + self._utility(logp, mask, n, logs)
         return loss, logs
