@@ -111,3 +111,23 @@ def test_accelerate_launch_shards_attack_llm_without_loss_or_duplicates(gym_dir,
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["world_size"] == 2 and manifest["status"] == "done"
     assert not (out / ".lock").exists()
+
+
+def test_shutdown_alone_is_a_no_op(no_launcher):
+    distributed.shutdown()
+    assert not distributed.is_initialized()
+
+
+@pytest.mark.slow
+def test_shutdown_waits_for_every_process_then_destroys_the_group(tmp_path):
+    """Two CPU processes (torchrun): rank 1 leaves ``shutdown`` only after rank 0, busy for 1 s, entered it,
+    and neither process keeps a process group afterwards."""
+    from pathlib import Path
+
+    worker = Path(__file__).with_name("dist_shutdown_worker.py")
+    cmd = [*distributed.launch_argv("torchrun", 2)[:-1], str(worker), str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r1["after"] >= r0["before"]
+    assert not r0["initialized"] and not r1["initialized"]

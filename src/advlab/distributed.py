@@ -15,6 +15,10 @@ Launching 2 CPU processes on one machine (tested offline with accelerate 1.15 / 
 ``python -m accelerate.commands.launch`` and ``python -m torch.distributed.run`` are the same launchers
 without relying on ``PATH``; :func:`launch_argv` builds them. ``--standalone`` and ``--main_process_port 0``
 pick a free port.
+
+A script of your own that calls advlab under a launcher should end with :func:`shutdown` (the CLI does),
+so that every process leaves the process group together.
+
 ``--multi_gpu`` only selects accelerate's torchrun-based launcher: without CUDA (or with
 ``--device cpu``) the workers run on the CPU over gloo. ``accelerate launch --cpu --num_processes 2``
 does *not* work: the CPU launcher starts a single process unless it is given ``--mpirun_hostfile``
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -151,6 +156,28 @@ def _destroy() -> None:
         import torch.distributed as dist
 
         dist.destroy_process_group()
+
+
+def shutdown() -> None:
+    """Leave the process group together: wait for every process, then destroy the group (no-op alone).
+
+    The CLI calls it once at the end of a successful command. Without the wait, a process with nothing
+    left to do (rank 1 while rank 0 writes the report) tore its gloo connections and its interpreter down
+    while its peer was still busy, and was once seen to abort there in CI (SIGABRT, "terminate called
+    without an active exception") after every file had been written. If a peer has already died the
+    barrier fails; the group is then destroyed without it (the launcher reports the dead peer).
+    """
+    if "torch.distributed" not in sys.modules or not is_initialized():
+        return  # nothing imported torch.distributed (``--help``, an early error): no group to leave
+    import contextlib
+    import gc
+
+    import torch.distributed as dist
+
+    with contextlib.suppress(RuntimeError):
+        dist.barrier()
+    gc.collect()  # drop finished work (and the tensors it holds) while the interpreter is whole
+    dist.destroy_process_group()
 
 
 def barrier() -> None:

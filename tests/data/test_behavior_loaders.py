@@ -41,6 +41,31 @@ def test_harmbench_test_and_val_with_targets(shared_data):
         assert ctx[0].request.startswith(ctx[0].context) and ctx[0].request.endswith(ctx[0].behavior)
 
 
+def test_row_filter_keeps_harmbench_standard_behaviours(shared_data, tmp_path):
+    path = shared_data / HB.format("test")
+    rows = _rows(path)
+    standard = [r["BehaviorID"] for r in rows if r["FunctionalCategory"] == "standard"]
+    items = load_behaviors(f"{path}#FunctionalCategory=standard")
+    assert [b.id for b in items] == standard and 0 < len(standard) < len(rows)
+    whole = {b.id: b for b in load_behaviors(path)}
+    assert all(b.target == whole[b.id].target and b.extra["FunctionalCategory"] == "standard" for b in items)
+    two = load_behaviors(f"{path}#functionalcategory= Standard,contextual", limit=500)
+    assert len(two) == sum(1 for r in rows if r["FunctionalCategory"] in ("standard", "contextual"))
+    hashed = tmp_path / "a#b.csv"  # a real file whose name has '#' is read whole
+    hashed.write_text("goal,target\nDo x,Sure, x\n")
+    assert len(load_behaviors(hashed)) == 1
+
+
+@pytest.mark.parametrize(
+    "suffix, message",
+    [("#FunctionalCategory", "is not COLUMN=VALUE"), ("#Nope=x", "no column 'nope'"),
+     ("#FunctionalCategory=zzz", "the file's values are contextual, copyright, standard")],
+)
+def test_bad_row_filter_is_one_clear_error(shared_data, suffix, message):
+    with pytest.raises(DataError, match=message):
+        load_behaviors(f"{shared_data / HB.format('test')}{suffix}")
+
+
 def test_val_test_overlap_is_detected(shared_data):
     val = load_behaviors(shared_data / HB.format("val"))
     test = load_behaviors(shared_data / HB.format("test"))

@@ -35,7 +35,8 @@ def attack_llm(
         "builtin:gym-harmful-test",
         "--behaviors",
         help="Behaviours to attack, with targets: a CSV / JSON / JSONL file (AdvBench, HarmBench, "
-        "JailbreakBench, StrongREJECT) or builtin:NAME.",
+        "JailbreakBench, StrongREJECT) or builtin:NAME. FILE#COLUMN=VALUE keeps the matching rows; "
+        "HarmBench's standard behaviours: FILE#FunctionalCategory=standard.",
     ),
     out: Path = out_option(),
     limit: int = typer.Option(None, "--limit", help="Attack only the first N behaviours (default: all)."),

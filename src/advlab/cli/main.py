@@ -8,6 +8,7 @@ import sys
 
 import typer
 
+from advlab import distributed
 from advlab.cli.command import AdvlabCommand, AdvlabGroup
 from advlab.cli.common import reflow_help
 from advlab.errors import AdvlabError
@@ -120,6 +121,7 @@ def run() -> None:
 
     try:
         code = app(standalone_mode=False, prog_name="advlab")
+        distributed.shutdown()  # under a launcher, every process leaves together
     except NoArgsIsHelpError as exc:  # `advlab attack`: the group's help, as click prints it
         exc.show()
         sys.exit(exc.exit_code)

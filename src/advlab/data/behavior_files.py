@@ -68,6 +68,36 @@ def check_file(spec: str, option: str) -> Path:
     return path
 
 
+def split_row_filter(spec: str) -> tuple[str, str | None]:
+    """``FILE#COLUMN=VALUE[,VALUE...]`` -> (``FILE``, ``COLUMN=VALUE...``); a spec that names an existing
+    file (``#`` in its name included) is taken whole, with no filter."""
+    if "#" not in spec or Path(spec).expanduser().exists():
+        return spec, None
+    file, _, row_filter = spec.rpartition("#")
+    return file, row_filter
+
+
+def keep_matching_rows(items: list[Behavior], rows: list[dict[str, Any]], row_filter: str, spec: str) -> list[Behavior]:
+    """The behaviours whose row has ``COLUMN`` equal to one of the comma-separated values (case-insensitive).
+
+    Ids were assigned on the whole file, so a filtered set keeps the ids of the unfiltered one."""
+    column, sep, values = row_filter.partition("=")
+    column = column.strip().lower()
+    wanted = {v.strip().lower() for v in values.split(",") if v.strip()}
+    if not (sep and column and wanted):
+        raise DataError(f"{spec}: row filter {row_filter!r} is not COLUMN=VALUE; "
+                        "e.g. harmbench_behaviors_text_test.csv#FunctionalCategory=standard")
+    columns = {str(k).strip().lower() for r in rows for k in r}
+    if column not in columns:
+        raise DataError(f"{spec}: no column {column!r} to filter on; the file has {', '.join(sorted(columns))}")
+    kept = [b for b in items if _get(rows[b.extra["row"]], column).lower() in wanted]
+    if not kept:
+        present = sorted({_get(r, column) for r in rows} - {""})
+        raise DataError(f"{spec}: no behaviour has {column} = {' or '.join(sorted(wanted))}; "
+                        f"the file's values are {', '.join(present[:12]) or 'all empty'}")
+    return kept
+
+
 def _read_text(path: Path) -> str:
     try:
         text = path.read_bytes().decode("utf-8-sig")

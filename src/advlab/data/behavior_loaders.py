@@ -20,9 +20,11 @@ from advlab.data.behavior_files import (
     check_file,
     clean,
     detect_format,
+    keep_matching_rows,
     load_targets,
     read_rows,
     shipped_targets,
+    split_row_filter,
 )
 from advlab.data.behavior_record import Behavior
 from advlab.data.gym import GYM_BEHAVIOR_SETS
@@ -68,6 +70,10 @@ def unique_ids(items: list[Behavior], spec: str) -> list[Behavior]:
 def load_behaviors(spec: str | Path, limit: int | None = None, targets: str | Path | None = None) -> list[Behavior]:
     """Behaviours from a file or ``builtin:NAME`` (see the module docstring for formats).
 
+    ``FILE#COLUMN=VALUE[,VALUE...]`` keeps the rows whose ``COLUMN`` has one of the values, e.g.
+    ``harmbench_behaviors_text_test.csv#FunctionalCategory=standard`` (HarmBench's standard behaviours,
+    without its contextual and copyright ones). Ids stay those of the whole file.
+
     ``limit``: keep the first N (must be >= 1). ``targets``: a JSON file mapping ids to target
     strings (or lists of them; the first is used, all kept in ``extra['targets']``).
     """
@@ -78,7 +84,8 @@ def load_behaviors(spec: str | Path, limit: int | None = None, targets: str | Pa
     if spec_s.startswith("builtin:"):
         items = _builtin(spec_s, BUILTIN_BEHAVIORS, "--behaviors")
     else:
-        path = check_file(spec_s, "--behaviors")
+        file_s, row_filter = split_row_filter(spec_s)
+        path = check_file(file_s, "--behaviors")
         rows = read_rows(path)
         fmt = detect_format(rows, path)
         items = behaviors_from_rows(rows, fmt, path)
@@ -93,6 +100,8 @@ def load_behaviors(spec: str | Path, limit: int | None = None, targets: str | Pa
                     b.target = values[0]
                     if len(values) > 1:
                         b.extra["targets"] = values
+        if row_filter is not None:
+            items = keep_matching_rows(items, rows, row_filter, spec_s)
         for b in items:
             if not b.target:
                 b.target = default_target(b.behavior)

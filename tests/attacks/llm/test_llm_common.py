@@ -13,7 +13,8 @@ from advlab.attacks.llm import common as C
 
 def _full_target_loss(model, seg):
     ids = torch.tensor([seg.input_ids])
-    logits = model(input_ids=ids).logits[0].double()
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0].double()
     s, e = seg.target_range
     logp = torch.log_softmax(logits[s - 1 : e - 1], -1)
     return float(-logp[torch.arange(e - s), torch.tensor(seg.target)].mean())

@@ -58,7 +58,7 @@ def main(out: Path) -> None:
         weights = train(name, shard)
         if shard.is_main:
             torch.save(weights, out / f"{name}.pt")
-    distributed.barrier()
+    distributed.shutdown()
 
 
 if __name__ == "__main__":

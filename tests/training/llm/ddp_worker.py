@@ -37,4 +37,7 @@ def train(gym_dir: str, out: str | None, steps: int = 2) -> dict:
 
 
 if __name__ == "__main__":
+    from advlab import distributed
+
     train(sys.argv[1], sys.argv[2])
+    distributed.shutdown()
