@@ -146,6 +146,13 @@ def init_from_env(device: Any = "cpu") -> DistInfo:
     backend = "nccl" if dev.type == "cuda" else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(local_device(dev))
+    # torch._dynamo (imported lazily, e.g. by the first optimizer) keeps references to a process group that
+    # exists when it is imported; destroy_process_group then cannot free the group, its gloo worker threads
+    # live on into interpreter shutdown, and one that frees a tensor there aborts the process ("terminate
+    # called without an active exception"; core dump: ProcessGroupGloo::runLoop -> ~AsyncBroadcastWork ->
+    # take_gil -> pthread_exit in Py_FinalizeEx). Imported first, it holds none.
+    import torch._dynamo  # noqa: F401
+
     dist.init_process_group(backend=backend)
     atexit.register(_destroy)
     return info()
