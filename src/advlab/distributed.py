@@ -168,11 +168,11 @@ def _destroy() -> None:
 def shutdown() -> None:
     """Leave the process group together: wait for every process, then destroy the group (no-op alone).
 
-    The CLI calls it once at the end of a successful command. Without the wait, a process with nothing
-    left to do (rank 1 while rank 0 writes the report) tore its gloo connections and its interpreter down
-    while its peer was still busy, and was once seen to abort there in CI (SIGABRT, "terminate called
-    without an active exception") after every file had been written. If a peer has already died the
-    barrier fails; the group is then destroyed without it (the launcher reports the dead peer).
+    The CLI calls it once at the end of a successful command, so that no process tears its connections
+    down while a peer still works (rank 1 used to exit while rank 0 wrote the report), and the group's
+    gloo threads are joined before the interpreter shuts down (see :func:`init_from_env`). If a peer has
+    already died the barrier fails; the group is then destroyed without it (the launcher reports the dead
+    peer).
     """
     if "torch.distributed" not in sys.modules or not is_initialized():
         return  # nothing imported torch.distributed (``--help``, an early error): no group to leave
