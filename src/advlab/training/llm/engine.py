@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 
+from advlab import distributed
 from advlab.errors import ConfigError, require
 from advlab.training.llm.losses import labelled_logps, mean_nll
 
@@ -143,6 +144,7 @@ class Engine:
 
         self.config = config
         self.loss_fn = loss_fn
+        distributed.init_from_env(device)  # the group advlab makes (gloo/nccl); Accelerator takes it over
         self.accelerator = Accelerator(cpu=str(device) == "cpu", mixed_precision="no")
         set_seed(config.seed)
         model = apply_lora(model, config)
