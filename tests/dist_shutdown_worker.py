@@ -7,7 +7,6 @@ group is still initialised afterwards, and which gloo threads are still alive (L
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -36,5 +35,5 @@ distributed.shutdown()
 after = time.time()
 out = Path(sys.argv[1]) / f"rank{info.rank}.json"
 record = {"before": before, "after": after, "initialized": distributed.is_initialized(),
-          "threads_before": threads_before, "threads_after": gloo_threads(), "pid": os.getpid()}
+          "threads_before": threads_before, "threads_after": gloo_threads()}
 out.write_text(json.dumps(record))

@@ -78,6 +78,8 @@ def env_info() -> DistInfo:
 
 
 def is_initialized() -> bool:
+    if "torch.distributed" not in sys.modules:
+        return False  # no group can exist, and ``advlab --help`` need not import torch to learn that
     import torch.distributed as dist
 
     return dist.is_available() and dist.is_initialized()
@@ -174,17 +176,13 @@ def shutdown() -> None:
     already died the barrier fails; the group is then destroyed without it (the launcher reports the dead
     peer).
     """
-    if "torch.distributed" not in sys.modules or not is_initialized():
-        return  # nothing imported torch.distributed (``--help``, an early error): no group to leave
+    if not is_initialized():
+        return
     import contextlib
-    import gc
-
-    import torch.distributed as dist
 
     with contextlib.suppress(RuntimeError):
-        dist.barrier()
-    gc.collect()  # drop finished work (and the tensors it holds) while the interpreter is whole
-    dist.destroy_process_group()
+        barrier()
+    _destroy()
 
 
 def barrier() -> None:
